@@ -1,0 +1,281 @@
+"""A small decoder-only transformer in Flax NNX, with exact parameter and FLOP counts.
+
+The model is the one scaling-law papers train (Kaplan et al. 2020; Hoffmann et al.
+2022), shrunk to CPU size: token embedding, optional learned positions, `n_layers`
+pre-norm blocks of causal self-attention and a GELU MLP, a final norm, and logits.
+
+Conventions, fixed here so that every count in the package agrees with them:
+
+* Linear layers have no biases. Norms are RMSNorm (a scale) or LayerNorm (scale and bias).
+* ``tie_embeddings=True`` (the default, as in GPT-2 and Kaplan's models) reuses the
+  token embedding ``E_VxD`` as the output projection: ``logits = h @ E^T``. With
+  ``tie_embeddings=False`` a separate ``W_DxV`` head is used.
+* Attention scores, softmax and logits are computed in float32 whatever ``dtype`` is.
+* Non-embedding parameters (Kaplan's N) exclude the vocabulary matrices (the token
+  embedding and, when untied, the output head, which is the token embedding's mirror
+  image) and the learned position embedding. Everything else -- attention, MLP and all
+  norms including the final one -- is counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+_NORMS = ("rmsnorm", "layernorm")
+_POSITIONS = ("learned", "sinusoidal")
+_DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Shape of a decoder-only transformer; validated on construction.
+
+  Attributes:
+    vocab_size: number of token ids, V.
+    d_model: residual stream width, D.
+    n_layers: number of transformer blocks.
+    n_heads: attention heads; must divide ``d_model``.
+    d_ff: hidden width of the MLP, F (commonly ``4 * d_model``).
+    context: sequence length L the model is trained on (and the longest it accepts).
+    norm: ``"rmsnorm"`` or ``"layernorm"``; applied before each sublayer (pre-norm)
+      and once before the logits.
+    positions: ``"learned"`` (an ``L x D`` table) or ``"sinusoidal"`` (no parameters).
+    tie_embeddings: reuse the token embedding as the output projection.
+    dtype: activation dtype, ``"float32"`` or ``"bfloat16"``; params stay float32.
+
+  Example:
+    >>> ModelConfig(vocab_size=64, d_model=64, n_layers=2, n_heads=4, d_ff=256,
+    ...             context=64).head_dim
+    16
+  """
+
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  d_ff: int
+  context: int
+  norm: str = "rmsnorm"
+  positions: str = "learned"
+  tie_embeddings: bool = True
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "context"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"ModelConfig.{name} must be an int, got {value!r}.")
+      if value <= 0:
+        hint = (" A transformer needs at least one block; set n_layers >= 1."
+                if name == "n_layers" else f" Set {name} to a positive integer.")
+        raise ValueError(f"ModelConfig.{name} must be positive, got {value}.{hint}")
+    if self.d_model % self.n_heads:
+      raise ValueError(
+          f"ModelConfig.n_heads={self.n_heads} does not divide d_model={self.d_model};"
+          " choose n_heads among the divisors of d_model (e.g."
+          f" {_divisors_near(self.d_model, self.n_heads)}).")
+    if self.norm not in _NORMS:
+      raise ValueError(f"ModelConfig.norm must be one of {_NORMS}, got {self.norm!r}.")
+    if self.positions not in _POSITIONS:
+      raise ValueError(
+          f"ModelConfig.positions must be one of {_POSITIONS}, got {self.positions!r}.")
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}.")
+
+  @property
+  def head_dim(self) -> int:
+    return self.d_model // self.n_heads
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, fields: dict) -> "ModelConfig":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+      raise ValueError(
+          f"unknown ModelConfig field(s) {unknown}; expected a subset of {sorted(known)}.")
+    return cls(**fields)
+
+
+def _divisors_near(n: int, target: int) -> list[int]:
+  divisors = [k for k in range(1, n + 1) if n % k == 0]
+  return sorted(divisors, key=lambda k: abs(k - target))[:3]
+
+
+def count_params(config: ModelConfig) -> dict[str, int]:
+  """Exact parameter counts of :class:`Transformer` by formula.
+
+  Args:
+    config: the model shape.
+
+  Returns:
+    ``dict(total=..., non_embedding=..., embedding=...)``. ``non_embedding`` is Kaplan's
+    N: it excludes the token embedding, the untied output head and learned positions.
+
+  Example:
+    >>> cfg = ModelConfig(vocab_size=64, d_model=64, n_layers=2, n_heads=4, d_ff=256,
+    ...                   context=64)
+    >>> count_params(cfg)["non_embedding"]  # 2 * (4*64*64 + 2*64*256 + 2*64) + 64
+    98624
+  """
+  d, f = config.d_model, config.d_ff
+  norm = d if config.norm == "rmsnorm" else 2 * d
+  per_layer = 4 * d * d + 2 * d * f + 2 * norm  # qkv + out, MLP in + out, two norms
+  non_embedding = config.n_layers * per_layer + norm  # + final norm
+  embedding = config.vocab_size * d
+  if not config.tie_embeddings:
+    embedding += d * config.vocab_size
+  if config.positions == "learned":
+    embedding += config.context * d
+  return dict(total=non_embedding + embedding, non_embedding=non_embedding,
+              embedding=embedding)
+
+
+def flops_per_token(config: ModelConfig) -> int:
+  """Training FLOPs per token, Kaplan et al. (2020) convention.
+
+  ``6 * N + 6 * n_layers * context * d_model``: 2 FLOPs per multiply-add per
+  non-embedding parameter in the forward pass, times 3 for forward plus backward, plus
+  the attention-score term (QK^T and weights @ V) at full context. Embedding lookups
+  and the softmax are not counted; the logits matmul is not counted either (Kaplan's
+  N excludes the vocabulary matrix). A sweep records ``C = flops_per_token * D``.
+  """
+  n = count_params(config)["non_embedding"]
+  return 6 * n + 6 * config.n_layers * config.context * config.d_model
+
+
+def _dtype(config: ModelConfig):
+  return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+
+
+def _make_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
+  if config.norm == "rmsnorm":
+    return nnx.RMSNorm(config.d_model, dtype=_dtype(config), rngs=rngs)
+  return nnx.LayerNorm(config.d_model, dtype=_dtype(config), rngs=rngs)
+
+
+def sinusoidal_positions(context: int, d_model: int) -> np.ndarray:
+  """The fixed ``L x D`` table of Vaswani et al. (2017): sin on even, cos on odd dims."""
+  position_L = np.arange(context, dtype=np.float64)[:, None]
+  frequency = np.exp(-math.log(10_000.0) * np.arange(0, d_model, 2) / d_model)
+  table_LxD = np.zeros((context, d_model), np.float64)
+  table_LxD[:, 0::2] = np.sin(position_L * frequency)
+  table_LxD[:, 1::2] = np.cos(position_L * frequency[: d_model // 2])
+  return table_LxD.astype(np.float32)
+
+
+class CausalSelfAttention(nnx.Module):
+  """Multi-head causal self-attention with float32 scores and softmax."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    d, dtype = config.d_model, _dtype(config)
+    residual_init = nnx.initializers.normal(1.0 / math.sqrt(d * 2 * config.n_layers))
+    self.qkv = nnx.Linear(d, 3 * d, use_bias=False, dtype=dtype, rngs=rngs)
+    self.out = nnx.Linear(d, d, use_bias=False, dtype=dtype, kernel_init=residual_init,
+                          rngs=rngs)
+
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    B, L, D = x_BxLxD.shape
+    H, K = self.config.n_heads, self.config.head_dim
+    qkv_BxLx3xHxK = self.qkv(x_BxLxD).reshape(B, L, 3, H, K)
+    q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
+    scores_BxHxLxL = jnp.einsum(
+        "bqhk,bthk->bhqt", q_BxLxHxK, k_BxLxHxK,
+        preferred_element_type=jnp.float32) / jnp.float32(math.sqrt(K))
+    causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
+    scores_BxHxLxL = jnp.where(causal_LxL, scores_BxHxLxL, jnp.finfo(jnp.float32).min)
+    weights_BxHxLxL = jax.nn.softmax(scores_BxHxLxL, axis=-1).astype(v_BxLxHxK.dtype)
+    y_BxLxHxK = jnp.einsum("bhqt,bthk->bqhk", weights_BxHxLxL, v_BxLxHxK)
+    return self.out(y_BxLxHxK.reshape(B, L, D))
+
+
+class MLP(nnx.Module):
+  """Two bias-free linear layers with a GELU in between."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    d, f, dtype = config.d_model, config.d_ff, _dtype(config)
+    residual_init = nnx.initializers.normal(1.0 / math.sqrt(f * 2 * config.n_layers))
+    self.up = nnx.Linear(d, f, use_bias=False, dtype=dtype, rngs=rngs)
+    self.down = nnx.Linear(f, d, use_bias=False, dtype=dtype, kernel_init=residual_init,
+                           rngs=rngs)
+
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    return self.down(jax.nn.gelu(self.up(x_BxLxD)))
+
+
+class Block(nnx.Module):
+  """Pre-norm transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``."""
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.attention_norm = _make_norm(config, rngs)
+    self.attention = CausalSelfAttention(config, rngs=rngs)
+    self.mlp_norm = _make_norm(config, rngs)
+    self.mlp = MLP(config, rngs=rngs)
+
+  def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+    x_BxLxD = x_BxLxD + self.attention(self.attention_norm(x_BxLxD))
+    return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
+
+
+class Transformer(nnx.Module):
+  """Decoder-only transformer mapping token ids ``B x L`` to float32 logits ``B x L x V``.
+
+  Example:
+    >>> cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, d_ff=64,
+    ...                   context=16)
+    >>> model = Transformer(cfg, rngs=nnx.Rngs(0))
+    >>> model(jnp.zeros((2, 16), jnp.int32)).shape
+    (2, 16, 64)
+  """
+
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    d = config.d_model
+    self.embed = nnx.Embed(config.vocab_size, d, dtype=_dtype(config),
+                           embedding_init=nnx.initializers.normal(1.0 / math.sqrt(d)),
+                           rngs=rngs)
+    if config.positions == "learned":
+      self.position_embed = nnx.Embed(config.context, d, dtype=_dtype(config),
+                                      embedding_init=nnx.initializers.normal(0.02),
+                                      rngs=rngs)
+    self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.n_layers)])
+    self.final_norm = _make_norm(config, rngs)
+    if not config.tie_embeddings:
+      self.head = nnx.Linear(d, config.vocab_size, use_bias=False, rngs=rngs)
+
+  def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+    config = self.config
+    L = tokens_BxL.shape[-1]
+    if L > config.context:
+      raise ValueError(
+          f"sequence length {L} exceeds ModelConfig.context={config.context}; pass at"
+          " most `context` tokens or build the model with a longer context.")
+    x_BxLxD = self.embed(tokens_BxL)
+    if config.positions == "learned":
+      x_BxLxD = x_BxLxD + self.position_embed(jnp.arange(L))
+    else:
+      x_BxLxD = x_BxLxD + jnp.asarray(sinusoidal_positions(L, config.d_model),
+                                      x_BxLxD.dtype)
+    for block in self.blocks:
+      x_BxLxD = block(x_BxLxD)
+    h_BxLxD = self.final_norm(x_BxLxD).astype(jnp.float32)
+    if config.tie_embeddings:
+      unembed_DxV = self.embed.embedding[...].astype(jnp.float32).T
+    else:
+      unembed_DxV = self.head.kernel[...].astype(jnp.float32)
+    return h_BxLxD @ unembed_DxV
+
+
+def count_actual_params(model: nnx.Module) -> int:
+  """Number of scalars in a model's ``nnx.Param`` variables."""
+  params = nnx.state(model, nnx.Param)
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params))
