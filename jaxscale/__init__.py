@@ -11,7 +11,7 @@ Example:
 Submodules import lazily, so ``import jaxscale`` stays cheap for the CLI.
 """
 
-from jaxscale.fit import FitResult, fit
+from jaxscale.fitting import FitResult, fit
 from jaxscale.laws import Law, custom as custom_law, get as get_law, preset
 from jaxscale.runs import RunSet, RunSetError, load as load_runs, read as read_runs
 

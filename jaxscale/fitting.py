@@ -15,9 +15,9 @@ optimum to about 1e-3 relative in the parameters on the Chinchilla data (see
 ``tests/test_fit.py``).
 
 Example:
-  >>> from jaxscale import fit, runs
+  >>> from jaxscale import fitting, runs
   >>> data = runs.RunSet.from_arrays(N=[...], D=[...], loss=[...])  # doctest: +SKIP
-  >>> result = fit.fit("chinchilla", data)  # doctest: +SKIP
+  >>> result = fitting.fit("chinchilla", data)  # doctest: +SKIP
   >>> result.params["alpha"]  # doctest: +SKIP
 """
 
