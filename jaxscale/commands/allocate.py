@@ -1,0 +1,88 @@
+"""``jaxscale allocate --fit fit.json --compute 5.76e23``: the compute-optimal N and D."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from jaxscale import commands
+
+
+def positive_list(text: str) -> list[float]:
+  """argparse type for comma-separated budgets or losses, e.g. ``1e22,1e23``."""
+  values = []
+  for item in text.split(","):
+    item = item.strip()
+    try:
+      value = float(item)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {item!r}") from None
+    if not (math.isfinite(value) and value > 0):
+      raise argparse.ArgumentTypeError(f"must be positive and finite, got {item!r}")
+    values.append(value)
+  return values
+
+
+def add_cli(subparsers) -> None:
+  parser = subparsers.add_parser(
+      "allocate",
+      help="compute-optimal model size and tokens for a budget (or the cheapest run reaching a loss)",
+      description=(
+          "Minimise the fitted law's loss at a compute budget (cost 6ND, plus 2NT with --inference-tokens), or the "
+          "compute needed to reach --target-loss. With a bootstrapped fit, rows carry 95%% bands. "
+          "--unique-tokens caps fresh data: law data_constrained reads it directly; law chinchilla is extended "
+          "with Muennighoff et al.'s repeated-token decay (R* = --r-star); other laws are refused."
+      ),
+  )
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit --out`")
+  source.add_argument("--preset", metavar="SOURCE", help="published parameters of --law instead of a fit (e.g. besiroglu2024)")
+  parser.add_argument("--law", default="chinchilla", help="law of --preset (default: %(default)s)")
+  goal = parser.add_mutually_exclusive_group(required=True)
+  goal.add_argument("--compute", type=positive_list, metavar="C[,C...]", help="budget(s) in FLOPs; one row each")
+  goal.add_argument("--target-loss", type=positive_list, metavar="L[,L...]", help="loss(es) to reach at least compute")
+  parser.add_argument("--inference-tokens", type=commands.positive_float, metavar="T", help="tokens the model will serve (cost 6ND + 2NT)")
+  parser.add_argument("--unique-tokens", type=commands.positive_float, metavar="U", help="cap on unique training tokens; more are repeats")
+  parser.add_argument("--r-star", type=commands.positive_float, default=15.4, help="repeat decay used with law chinchilla (default: %(default)s)")
+  commands.add_format_argument(parser)
+  parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+  from jaxscale import allocation, fitting, laws
+
+  if args.fit:
+    fit = fitting.FitResult.from_json(args.fit)
+    law, params, samples, source = fit.law_object, fit.params, allocation.bootstrap_params(fit), args.fit
+  else:
+    law = laws.get(args.law)
+    params, samples, source = laws.preset(law, args.preset), None, f"preset {args.preset}"
+  rows = allocation.frontier(
+      law,
+      params,
+      compute=args.compute,
+      target_loss=args.target_loss,
+      inference_tokens=args.inference_tokens,
+      unique_tokens=args.unique_tokens,
+      samples=samples,
+      r_star=args.r_star,
+  )
+  if args.format == "json":
+    settings = {"inference_tokens": args.inference_tokens, "unique_tokens": args.unique_tokens}
+    commands.print_json({"law": law.name, "source": source, "bootstrap": 0 if samples is None else len(next(iter(samples.values()))), **settings, "rows": rows})
+  else:
+    print(render(law.name, source, rows, samples is not None))
+  return 0
+
+
+def render(law_name: str, source: str, rows: list[dict], with_bands: bool) -> str:
+  columns = (["target_loss"] if "target_loss" in rows[0] else []) + ["compute", "N", "D", "tokens_per_param", "loss"]
+  header = list(columns)
+  if with_bands:
+    header += [f"{name}_ci95" for name in ("N", "D", "loss") + (("compute",) if "target_loss" in rows[0] else ())]
+  body = []
+  for row in rows:
+    line = [commands.format_number(row[c]) for c in columns]
+    line += [f"[{commands.format_number(row[h][0])}, {commands.format_number(row[h][1])}]" for h in header[len(columns):]]
+    body.append(line)
+  return f"law {law_name} ({source})\n" + commands.table(body, header)
