@@ -512,9 +512,9 @@ def frontier(
   fields = ["compute", "N", "D", "tokens_per_param", "loss"]
   columns = {**point._asdict(), "tokens_per_param": point.tokens_per_param}
   rows = [{name: float(columns[name][k]) for name in fields} for k in range(len(point.N))]
-  if target_loss is not None:
-    for row, target in zip(rows, _budgets(target_loss, "target_loss")):
-      row["target_loss"] = float(target)
+  for row, value in zip(rows, _budgets(levels, "compute" if target_loss is None else "target_loss")):
+    # Label each row with the number asked for (the solution meets it to ~1e-14 relative).
+    row["compute" if target_loss is None else "target_loss"] = float(value)
   if samples is not None:
     suffix = f"_ci{round(level * 100):d}"
     low_high = bands(solve(law, samples, levels), level)
