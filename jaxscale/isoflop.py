@@ -238,14 +238,17 @@ def approach2(
   weight_R = runs.weight
   log_N, log_D, loss = np.log(runs.N), np.log(runs.D), runs.loss
 
-  skipped, kept = [], []
+  skipped, kept, too_few = [], [], []
   for b, label in enumerate(labels):
     members = (index_R == b) & (weight_R > 0)
     sizes = np.unique(log_N[members]).size
     if sizes < min_sizes:
-      skipped.append(f"budget {label}: {sizes} distinct model size(s), needs {min_sizes}; skipped")
+      too_few.append(f"{label} ({sizes})")
     else:
       kept.append(b)
+  if too_few:
+    shown = ", ".join(too_few[:6]) + (f" and {len(too_few) - 6} more" if len(too_few) > 6 else "")
+    skipped.append(f"{len(too_few)} budget(s) with fewer than {min_sizes} distinct model sizes skipped: {shown}")
   if len(kept) < 2:
     raise ValueError(
         f"{runs.source}: only {len(kept)} compute budget(s) have >= {min_sizes} model sizes, and the power laws need 2; "
