@@ -42,8 +42,10 @@ from jaxscale import solver
 
 DEFAULT_KEEP = 64
 FORMAT_VERSION = 1
-# Relative objective gap within which a refined start counts as having reached the best fit.
+# Objective gap within which a refined start counts as having reached the best fit: relative,
+# plus an absolute floor for noiseless data where the best objective is ~1e-30.
 SAME_OPTIMUM_RTOL = 1e-6
+SAME_OPTIMUM_ATOL = 1e-12
 # Gradient-norm tolerance for the converged flag, relative to (1 + objective), per dtype.
 GRADIENT_TOLERANCE = {"float64": 1e-6, "float32": 2e-2}
 
@@ -287,7 +289,7 @@ def fit(
   gradient_norm = float(gradient_norms[best])
   steps = int(states.steps[best])
   converged = bool(math.isfinite(objective) and gradient_norm <= GRADIENT_TOLERANCE[dtype] * (1.0 + abs(objective)))
-  reached = int(np.sum(objectives <= objective + SAME_OPTIMUM_RTOL * max(abs(objective), 1e-300)))
+  reached = int(np.sum(objectives <= objective + SAME_OPTIMUM_RTOL * abs(objective) + SAME_OPTIMUM_ATOL))
   return FitResult(
       law=law.name,
       params=natural,

@@ -1,0 +1,82 @@
+"""The ``jaxscale`` command line.
+
+Each subcommand lives in ``jaxscale/commands/<name>.py`` with ``add_cli(subparsers)``
+and a ``run(args) -> int`` handler that imports JAX lazily, so ``jaxscale --help``
+and argument errors answer without loading the numerical stack.
+
+Bad input raises ``ValueError`` somewhere below; it reaches the user as one
+``error: ...`` line on stderr and exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMANDS = (
+    "demo",
+    "fit",
+    "predict",
+    "allocate",
+    "summarize",
+    "isoflop",
+    "validate",
+    "plot",
+    "sweep",
+    "simulate",
+    "laws",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="jaxscale",
+      description="Neural scaling laws in JAX: fit, bootstrap, extrapolate, allocate, train fresh runs.",
+  )
+  subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+  for name in COMMANDS:
+    module_name = "jaxscale.sweep" if name == "sweep" else f"jaxscale.commands.{name}"
+    if importlib.util.find_spec(module_name) is None:
+      continue  # a command still being written in this checkout
+    importlib.import_module(module_name).add_cli(subparsers)
+  return parser
+
+
+def enable_compilation_cache() -> None:
+  """Keeps compiled fits on disk between invocations (the process is ours, so this is ours to set)."""
+  import jax
+
+  cache_dir = os.environ.get("JAXSCALE_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "jaxscale", "jax"))
+  try:
+    os.makedirs(cache_dir, exist_ok=True)
+  except OSError:
+    return  # a read-only home: run without the cache rather than fail
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if not getattr(args, "func", None):
+    parser.print_help()
+    return 0
+  try:
+    enable_compilation_cache()
+    return int(args.func(args) or 0)
+  except BrokenPipeError:
+    return 0  # e.g. `jaxscale laws | head`: the reader has what it wanted
+  except (ValueError, OSError) as error:
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("error: interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,83 @@
+"""Laws are pure: eager, jit and vmap agree, and presets reproduce published values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxscale import fitting, laws
+
+
+def _log_inputs(law, size=7):
+  rng = np.random.default_rng(0)
+  values = {"N": np.geomspace(1e7, 1e11, size), "D": np.geomspace(1e9, 1e13, size), "C": np.geomspace(1e18, 1e24, size)}
+  values["U"] = values["D"] * rng.uniform(0.05, 2.0, size)
+  return {v: jnp.log(jnp.asarray(values[v])) for v in law.variables}
+
+
+@pytest.mark.parametrize("name", laws.names())
+def test_eager_jit_and_vmap_agree(name):
+  law = laws.get(name)
+  with fitting.precision("float64"):
+    x = _log_inputs(law)
+    starts = jnp.asarray(law.starts(x)[:5])
+    eager = jnp.stack([law.log_loss(law.unflatten(t), x) for t in starts])
+    jitted = jnp.stack([jax.jit(lambda t: law.log_loss(law.unflatten(t), x))(t) for t in starts])
+    vmapped = jax.vmap(lambda t: law.log_loss(law.unflatten(t), x))(starts)
+    grads = jax.vmap(jax.grad(lambda t: jnp.sum(law.log_loss(law.unflatten(t), x))))(starts)
+  np.testing.assert_allclose(jitted, eager, rtol=1e-12)
+  np.testing.assert_allclose(vmapped, eager, rtol=1e-12)
+  assert np.all(np.isfinite(grads))
+
+
+@pytest.mark.parametrize("name", [n for n in laws.names() if laws.get(n).presets])
+def test_natural_round_trip(name):
+  law = laws.get(name)
+  for natural in law.presets.values():
+    with fitting.precision("float64"):
+      back = law.to_natural(law.from_natural({k: jnp.asarray(v) for k, v in natural.items()}))
+    for key, value in natural.items():
+      assert float(back[key]) == pytest.approx(value, rel=1e-12)
+
+
+def test_chinchilla_log_space_matches_the_published_formula():
+  natural = laws.preset("chinchilla", "hoffmann2022")
+  N, D = np.array([7e10, 1e9]), np.array([1.4e12, 2e10])
+  expected = natural["E"] + natural["A"] / N ** natural["alpha"] + natural["B"] / D ** natural["beta"]
+  with fitting.precision("float64"):
+    got = laws.chinchilla.natural_loss(natural, {"N": N, "D": D})
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_kaplan_presets_match_the_paper():
+  # Kaplan et al. 2020: L(N) = (8.8e13 / N)^0.076, so a 1.5e9-parameter model sits at ~2.3 nats.
+  with fitting.precision("float64"):
+    loss = laws.get("kaplan_N").natural_loss(laws.preset("kaplan_N", "kaplan2020"), {"N": np.array([1.5e9])})
+  assert float(loss[0]) == pytest.approx((8.8e13 / 1.5e9) ** 0.076, rel=1e-12)
+
+
+def test_data_constrained_reduces_to_chinchilla_without_repeats():
+  natural = laws.preset("data_constrained", "muennighoff2023")
+  N, D = np.array([1e9, 1e10]), np.array([2e10, 2e11])
+  with fitting.precision("float64"):
+    plenty = laws.data_constrained.natural_loss(natural, {"N": N, "D": D, "U": D * 10})
+    chin = laws.chinchilla.natural_loss({k: natural[k] for k in ("E", "A", "B", "alpha", "beta")}, {"N": N, "D": D})
+    repeated = laws.data_constrained.natural_loss(natural, {"N": N, "D": D, "U": D / 40})
+  np.testing.assert_allclose(plenty, chin, rtol=1e-12)
+  assert np.all(repeated > chin)  # 40 epochs are worth less than fresh tokens
+
+
+def test_effective_tokens_saturate_at_r_star():
+  # Muennighoff et al.: repeated tokens saturate at U (1 + R*), about 16.4 U for R* = 15.4.
+  with fitting.precision("float64"):
+    d_eff = jnp.exp(laws.effective_tokens(jnp.log(1e6 * 1e4), jnp.log(1e6), jnp.log(15.4)))
+  assert float(d_eff) == pytest.approx(1e6 * 16.4, rel=1e-3)
+
+
+def test_unknown_law_and_preset_are_clear_errors():
+  with pytest.raises(ValueError, match="unknown law 'nope'; choose one of"):
+    laws.get("nope")
+  with pytest.raises(ValueError, match="no preset 'x'; available: hoffmann2022, besiroglu2024"):
+    laws.preset("chinchilla", "x")
+  with pytest.raises(ValueError, match="breaks >= 1"):
+    laws.broken("N", 0)
