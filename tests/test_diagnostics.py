@@ -1,0 +1,88 @@
+"""Diagnostics flag designs and fits that cannot be trusted, and stay quiet on good ones."""
+
+import dataclasses
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxscale import diagnostics, fitting, laws
+from jaxscale import runs as runs_lib
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TRUTH = laws.preset("chinchilla", "besiroglu2024")
+SIZES = np.geomspace(1e7, 1e10, 30)
+
+
+def codes(found):
+  return [d.code for d in found]
+
+
+@pytest.fixture(scope="module")
+def chinchilla():
+  runs = runs_lib.read(DATA / "chinchilla_svg_extracted.csv").drop_highest_loss(5)
+  return fitting.fit("chinchilla", runs), runs
+
+
+def test_constant_tokens_per_parameter_is_flagged_as_collinear():
+  D = 20 * SIZES  # "Chinchilla-optimal" runs only: D/N never changes
+  loss = TRUTH["E"] + TRUTH["A"] * SIZES ** -TRUTH["alpha"] + TRUTH["B"] * D ** -TRUTH["beta"]
+  runs = runs_lib.RunSet.from_arrays(N=SIZES, D=D, loss=loss * np.exp(0.01 * np.random.default_rng(0).standard_normal(30)))
+  found = diagnostics.diagnose(fitting.fit("chinchilla", runs), runs)
+  collinear = [d for d in found if d.code == "collinear_inputs"]
+  assert len(collinear) == 1 and collinear[0].severity == "warning"
+  assert collinear[0].details["correlation"] == pytest.approx(1.0)
+  assert "tokens per parameter" in collinear[0].message and "IsoFLOP" in collinear[0].message
+
+
+def test_real_chinchilla_fit_is_identifiable(chinchilla):
+  fit, runs = chinchilla
+  found = diagnostics.diagnose(fit, runs)
+  assert found == []
+  # Well below the 1e6 threshold (about 280): the warning has room on both sides.
+  assert diagnostics.jacobian_spectrum(fit, runs)["condition"] < 1e4
+
+
+def test_redundant_parameters_give_a_singular_jacobian():
+  def log_loss(p, x):  # L = E + (A1 + A2) / N^alpha: only A1 + A2 is identifiable
+    return jnp.logaddexp(p["e"], jnp.logaddexp(p["a1"], p["a2"]) - p["alpha"] * x["N"])
+
+  law = laws.custom(
+      "redundant", log_loss, variables=("N",), start_grid={"e": [0.0, 0.5], "a1": [2.0, 5.0], "a2": [1.0, 4.0], "alpha": [0.2, 0.4]}
+  )
+  runs = runs_lib.RunSet.from_arrays(N=SIZES, D=20 * SIZES, loss=TRUTH["E"] + TRUTH["A"] * SIZES ** -TRUTH["alpha"])
+  fit = fitting.fit(law, runs)
+  found = diagnostics.diagnose(fit, runs, law=law)
+  assert codes(found) == ["singular_jacobian"]
+  assert "a1 and a2" in found[0].message or "a2 and a1" in found[0].message
+  # The same data fitted with the identifiable law raise nothing.
+  assert diagnostics.diagnose(fitting.fit("power_N", runs), runs) == []
+
+
+def test_exploded_bootstrap_intervals_are_flagged(chinchilla):
+  fit, runs = chinchilla
+  narrow = {"E": [1.77, 1.87], "A": [285.0, 744.0], "B": [1042.0, 5810.0], "alpha": [0.317, 0.373], "beta": [0.331, 0.415]}
+  assert diagnostics.diagnose(dataclasses.replace(fit, extras={"bootstrap": {"ci95": narrow}}), runs) == []
+  wide = {**narrow, "B": [10.0, 1e6], "beta": [0.1, 1.9]}
+  found = diagnostics.diagnose(dataclasses.replace(fit, extras={"bootstrap": {"ci95": wide}}), runs)
+  assert codes(found) == ["wide_intervals", "wide_intervals"]
+  assert {d.details["param"] for d in found} == {"B", "beta"}
+
+
+def test_unconverged_fit_is_flagged(chinchilla):
+  fit, runs = chinchilla
+  stopped = dataclasses.replace(fit, converged=False, status="not converged: stopped at max_steps=3")
+  assert codes(diagnostics.diagnose(stopped, runs)) == ["not_converged"]
+
+
+def test_extrapolation_far_outside_the_runs_is_a_warning(chinchilla):
+  fit, runs = chinchilla
+  assert diagnostics.diagnose(fit, runs, at={"N": 1e9, "D": 2e10}) == []
+  modest = diagnostics.diagnose(fit, runs, at={"N": 7e10, "D": 1.4e12})  # Chinchilla itself: ~4x beyond
+  assert {(d.code, d.severity) for d in modest} == {("extrapolation", "info")}
+  far = diagnostics.diagnose(fit, runs, at={"N": [1e9, 1e12], "D": 2e10})
+  assert [(d.code, d.severity, d.details["variable"]) for d in far] == [("extrapolation", "warning", "N")]
+  assert "validate" in far[0].message
+  with pytest.raises(ValueError, match="positive"):
+    diagnostics.diagnose(fit, runs, at={"N": -1.0})
