@@ -1,0 +1,623 @@
+"""Plans of training runs, and a resumable runner that turns a plan into data points.
+
+A :class:`Plan` is a list of :class:`RunSpec` (model shape, token budget D, seed,
+learning rate, batch size, corpus), built from a grid of sizes x budgets
+(:func:`grid_plan`), from compute budgets (:func:`isoflop_plan`: for each C, several
+sizes, each with ``D = C / flops_per_token``), from a preset (:func:`make_plan`), or
+from a JSON file (:func:`plan_from_config`).
+
+:func:`run_sweep` trains every run of a plan and records it in ``out_dir``:
+
+* ``plan.json`` -- the plan; a different plan in the same folder is refused.
+* ``runs.csv`` -- one row per finished run (N, N_total, D, C, loss, accuracy, ...).
+* ``curves.csv`` -- the intermediate held-out evaluations of every run, for
+  Chinchilla's Approach 1.
+* ``checkpoints/<run_id>/`` -- Orbax checkpoints of the run in progress.
+
+Both CSVs are rewritten whole to a temporary file and moved into place with
+``os.replace``, so a crash never leaves half a row. Killed at any moment and started
+again with the same plan, a sweep keeps every finished run, resumes the interrupted
+one from its checkpoint (on the same data stream, so the result is unchanged) and
+trains the rest.
+
+This module imports only the standard library at top level, so the CLI starts fast;
+JAX, Flax, Orbax and pandas load when a sweep runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+if TYPE_CHECKING:
+  import pandas as pd
+  from jaxscale.model import ModelConfig
+
+# The size ladder: name -> (d_model, n_layers, n_heads), with d_ff = 4 * d_model.
+# Non-embedding parameters run from ~3k to ~3.1M (see `count_params`).
+SIZE_LADDER: dict[str, tuple[int, int, int]] = {
+    "d16x1": (16, 1, 2),      # N ~ 3.1k
+    "d32x1": (32, 1, 2),      # N ~ 12.4k
+    "d32x2": (32, 2, 2),      # N ~ 24.7k
+    "d48x2": (48, 2, 2),      # N ~ 55.5k
+    "d64x2": (64, 2, 2),      # N ~ 0.1M
+    "d96x3": (96, 3, 3),      # N ~ 0.33M
+    "d128x4": (128, 4, 4),    # N ~ 0.79M
+    "d192x4": (192, 4, 6),    # N ~ 1.8M
+    "d256x4": (256, 4, 8),    # N ~ 3.1M
+}
+
+DEFAULT_CONTEXT = 64
+CORPUS_VOCAB_SIZE = 256  # every built-in corpus: the Markov language and bytes
+
+PRESETS = ("quick", "demo")
+
+RUNS_COLUMNS = (
+    "run_id", "group", "size", "N", "N_total", "D", "C", "loss", "accuracy", "seed",
+    "d_model", "n_layers", "n_heads", "d_ff", "context", "vocab", "lr", "batch_size",
+    "steps", "tokens_budget", "corpus", "entropy_rate", "wall_time_s",
+    "resumed_from_step")
+CURVES_COLUMNS = ("run_id", "group", "step", "tokens", "N", "C_so_far", "loss",
+                  "accuracy")
+
+
+def size_config(size: str | dict, *, vocab_size: int = CORPUS_VOCAB_SIZE,
+                context: int = DEFAULT_CONTEXT) -> "ModelConfig":
+  """A :class:`ModelConfig` from a ladder name (``"d64x2"``) or a dict of its fields."""
+  from jaxscale.model import ModelConfig
+
+  if isinstance(size, str):
+    if size not in SIZE_LADDER:
+      raise ValueError(
+          f"unknown size {size!r}; pick one of {list(SIZE_LADDER)} or give a dict of"
+          " ModelConfig fields (d_model, n_layers, n_heads, d_ff).")
+    d_model, n_layers, n_heads = SIZE_LADDER[size]
+    return ModelConfig(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                       n_heads=n_heads, d_ff=4 * d_model, context=context)
+  if isinstance(size, dict):
+    fields = dict(vocab_size=vocab_size, context=context)
+    fields.update(size)
+    if "d_model" in fields and "d_ff" not in fields:
+      fields["d_ff"] = 4 * fields["d_model"]
+    return ModelConfig.from_dict(fields)
+  raise ValueError(f"a size must be a ladder name or a dict, got {size!r}.")
+
+
+def size_name(config: "ModelConfig") -> str:
+  return f"d{config.d_model}x{config.n_layers}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """Everything that determines one training run (and so its ``run_id``).
+
+  Attributes:
+    model: the model shape.
+    tokens: the token budget D (the run trains ``floor(D / (batch*context))`` steps).
+    seed: parameter init and data order.
+    learning_rate: peak learning rate.
+    batch_size: sequences per step.
+    corpus: ``"synthetic"``, ``"stdlib"`` or a path.
+    group: the IsoFLOP budget label (``"C=1e+11"``), or None outside IsoFLOP plans.
+    eval_tokens: held-out tokens per evaluation.
+    num_evals: evaluations per run, evenly spaced, the last at the end.
+  """
+
+  model: "ModelConfig"
+  tokens: int
+  seed: int
+  learning_rate: float
+  batch_size: int
+  corpus: str = "synthetic"
+  group: str | None = None
+  eval_tokens: int = 16_384
+  num_evals: int = 5
+
+  def to_dict(self) -> dict:
+    fields = dataclasses.asdict(self)
+    fields["model"] = self.model.to_dict()
+    return fields
+
+  @classmethod
+  def from_dict(cls, fields: dict) -> "RunSpec":
+    from jaxscale.model import ModelConfig
+
+    fields = dict(fields)
+    fields.pop("run_id", None)
+    fields["model"] = ModelConfig.from_dict(fields["model"])
+    return cls(**fields)
+
+  @property
+  def run_id(self) -> str:
+    """A short hash of the spec: deterministic, and unique within a plan."""
+    canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+  def train_config(self):
+    from jaxscale.train import TrainConfig
+
+    return TrainConfig(tokens=self.tokens, batch_size=self.batch_size,
+                       learning_rate=self.learning_rate, seed=self.seed,
+                       num_evals=self.num_evals, eval_tokens=self.eval_tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A named, ordered list of runs with distinct ``run_id``s."""
+
+  name: str
+  runs: tuple[RunSpec, ...]
+
+  def __post_init__(self):
+    if not self.runs:
+      raise ValueError(f"plan {self.name!r} has no runs; give at least one size and budget.")
+    seen = {}
+    for spec in self.runs:
+      if spec.run_id in seen:
+        raise ValueError(
+            f"plan {self.name!r} lists the same run twice ({size_name(spec.model)},"
+            f" D={spec.tokens}, seed={spec.seed}); remove the duplicate.")
+      seen[spec.run_id] = spec
+
+  def to_dict(self) -> dict:
+    return dict(name=self.name,
+                runs=[dict(run_id=s.run_id, **s.to_dict()) for s in self.runs])
+
+  @classmethod
+  def from_dict(cls, fields: dict) -> "Plan":
+    return cls(name=fields["name"],
+               runs=tuple(RunSpec.from_dict(r) for r in fields["runs"]))
+
+
+def _run_spec(config, tokens, *, seed, corpus, group, learning_rate, batch_size,
+              eval_tokens, num_evals) -> RunSpec:
+  from jaxscale import train as train_lib
+
+  lr = train_lib.default_learning_rate(config) if learning_rate is None else learning_rate
+  batch = train_lib.default_batch_size(config) if batch_size is None else batch_size
+  tokens = int(tokens)
+  train_lib.num_steps(tokens, batch, config.context)  # rejects a budget below one step
+  return RunSpec(model=config, tokens=tokens, seed=int(seed), learning_rate=float(lr),
+                 batch_size=int(batch), corpus=corpus, group=group,
+                 eval_tokens=int(eval_tokens), num_evals=int(num_evals))
+
+
+def grid_plan(sizes: Sequence[str | dict], token_budgets: Sequence[float], *,
+              name: str = "grid", corpus: str = "synthetic",
+              context: int = DEFAULT_CONTEXT, seeds: Sequence[int] = (0,),
+              learning_rate: float | None = None, batch_size: int | None = None,
+              eval_tokens: int = 16_384, num_evals: int = 5) -> Plan:
+  """Every size trained on every token budget, for every seed.
+
+  ``learning_rate`` and ``batch_size`` default to the size rules of
+  :func:`jaxscale.train.default_learning_rate` and ``default_batch_size``.
+  """
+  runs = []
+  for size in sizes:
+    config = size_config(size, context=context)
+    for tokens in token_budgets:
+      for seed in seeds:
+        runs.append(_run_spec(config, tokens, seed=seed, corpus=corpus, group=None,
+                              learning_rate=learning_rate, batch_size=batch_size,
+                              eval_tokens=eval_tokens, num_evals=num_evals))
+  return Plan(name=name, runs=tuple(runs))
+
+
+def budget_label(compute: float) -> str:
+  return f"C={compute:.3g}"
+
+
+def isoflop_plan(compute_budgets: Sequence[float], sizes: Sequence[str | dict], *,
+                 name: str = "isoflop", corpus: str = "synthetic",
+                 context: int = DEFAULT_CONTEXT, seeds: Sequence[int] = (0,),
+                 learning_rate: float | None = None, batch_size: int | None = None,
+                 eval_tokens: int = 16_384, num_evals: int = 5,
+                 min_steps: int = 1) -> Plan:
+  """For each compute budget C, every size with ``D = C / flops_per_token(size)``.
+
+  Runs of one budget share ``group = budget_label(C)``. A (budget, size) pair that
+  would train fewer than ``min_steps`` steps is left out; a budget left with no size
+  is a ValueError.
+  """
+  from jaxscale import model as model_lib
+  from jaxscale import train as train_lib
+
+  runs = []
+  for compute in compute_budgets:
+    if not compute > 0:
+      raise ValueError(f"compute budgets must be positive, got {compute!r}.")
+    kept = []
+    for size in sizes:
+      config = size_config(size, context=context)
+      tokens = int(compute // model_lib.flops_per_token(config))
+      batch = train_lib.default_batch_size(config) if batch_size is None else batch_size
+      if tokens // (batch * context) < min_steps and min_steps > 1:
+        continue
+      for seed in seeds:
+        kept.append(_run_spec(config, tokens, seed=seed, corpus=corpus,
+                              group=budget_label(compute), learning_rate=learning_rate,
+                              batch_size=batch_size, eval_tokens=eval_tokens,
+                              num_evals=num_evals))
+    if not kept:
+      raise ValueError(
+          f"compute budget C={compute:.3g} leaves every size below min_steps={min_steps}"
+          " steps; raise the budget or add smaller sizes.")
+    runs += kept
+  return Plan(name=name, runs=tuple(runs))
+
+
+def make_plan(preset: str, corpus: str = "synthetic") -> Plan:
+  """A preset plan.
+
+  * ``quick`` -- about a minute on a 2-core CPU: 2 IsoFLOP budgets x 3 sizes.
+  * ``demo`` -- about five minutes: 3 IsoFLOP budgets x 4 sizes, leaving out runs
+    shorter than 30 steps (each budget keeps at least 3 sizes).
+  """
+  if preset == "quick":
+    return isoflop_plan([2e10, 6e10], ["d32x2", "d48x2", "d64x2"], name="quick",
+                        corpus=corpus, eval_tokens=8192, num_evals=4, min_steps=20)
+  if preset == "demo":
+    return isoflop_plan([5e10, 1.5e11, 4e11], ["d32x2", "d48x2", "d64x2", "d96x3"],
+                        name="demo", corpus=corpus, eval_tokens=8192, num_evals=5,
+                        min_steps=30)
+  raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS} or pass a JSON"
+                   " config file.")
+
+
+def plan_from_config(path: str | os.PathLike, corpus: str | None = None) -> Plan:
+  """A plan from a JSON file.
+
+  Keys: ``sizes`` (ladder names or dicts of ModelConfig fields) and exactly one of
+  ``isoflop_budgets`` (FLOPs) or ``token_budgets`` (tokens); optional ``name``,
+  ``corpus``, ``context``, ``seeds``, ``learning_rate``, ``batch_size``,
+  ``eval_tokens``, ``num_evals``, ``min_steps`` (IsoFLOP only). Example::
+
+    {"name": "mine", "sizes": ["d32x2", "d64x2"], "isoflop_budgets": [1e11, 3e11]}
+  """
+  try:
+    with open(path) as f:
+      config = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f"config file {str(path)!r} does not exist.") from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f"config file {str(path)!r} is not valid JSON: {e}") from None
+  if not isinstance(config, dict):
+    raise ValueError(f"config file {str(path)!r} must hold a JSON object.")
+  allowed = {"name", "sizes", "isoflop_budgets", "token_budgets", "corpus", "context",
+             "seeds", "learning_rate", "batch_size", "eval_tokens", "num_evals",
+             "min_steps"}
+  unknown = sorted(set(config) - allowed)
+  if unknown:
+    raise ValueError(f"config file {str(path)!r}: unknown key(s) {unknown}; allowed keys"
+                     f" are {sorted(allowed)}.")
+  if "sizes" not in config:
+    raise ValueError(f"config file {str(path)!r} needs a 'sizes' list.")
+  if ("isoflop_budgets" in config) == ("token_budgets" in config):
+    raise ValueError(f"config file {str(path)!r} needs exactly one of 'isoflop_budgets'"
+                     " or 'token_budgets'.")
+  common = dict(name=config.get("name", os.path.splitext(os.path.basename(path))[0]),
+                corpus=corpus or config.get("corpus", "synthetic"),
+                context=config.get("context", DEFAULT_CONTEXT),
+                seeds=config.get("seeds", [0]),
+                learning_rate=config.get("learning_rate"),
+                batch_size=config.get("batch_size"),
+                eval_tokens=config.get("eval_tokens", 16_384),
+                num_evals=config.get("num_evals", 5))
+  if "isoflop_budgets" in config:
+    return isoflop_plan(config["isoflop_budgets"], config["sizes"],
+                        min_steps=config.get("min_steps", 1), **common)
+  return grid_plan(config["sizes"], config["token_budgets"], **common)
+
+
+def _with_corpus(plan: Plan, corpus: str) -> Plan:
+  return Plan(name=plan.name,
+              runs=tuple(dataclasses.replace(s, corpus=corpus) for s in plan.runs))
+
+
+def resolve_plan(plan: Plan | str, corpus: str | None = None) -> Plan:
+  """A Plan from a Plan, a preset name, or a path to a JSON config."""
+  if isinstance(plan, Plan):
+    return plan if corpus is None else _with_corpus(plan, corpus)
+  if isinstance(plan, str):
+    if plan in PRESETS:
+      return make_plan(plan, corpus or "synthetic")
+    if plan.endswith(".json") or os.path.isfile(plan):
+      return plan_from_config(plan, corpus)
+  raise ValueError(f"expected a Plan, a preset name {PRESETS} or a JSON config path,"
+                   f" got {plan!r}.")
+
+
+# ------------------------------------------------------------------------- records
+
+
+def _fsync_dir(path: str) -> None:
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+  temporary = f"{path}.tmp-{os.getpid()}"
+  with open(temporary, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(temporary, path)
+  _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _read_csv(path: str, columns: Sequence[str]) -> "pd.DataFrame":
+  import pandas as pd
+
+  if os.path.exists(path):
+    return pd.read_csv(path, dtype={"run_id": str, "group": object})
+  return pd.DataFrame(columns=list(columns))
+
+
+def _replace_rows(path: str, columns: Sequence[str], run_id: str,
+                  rows: list[dict]) -> None:
+  """Rewrite ``path`` with ``rows`` standing in for any earlier rows of ``run_id``."""
+  import pandas as pd
+
+  table = _read_csv(path, columns)
+  table = table[table["run_id"] != run_id]
+  new = pd.DataFrame(rows, columns=list(columns))
+  table = new if table.empty else pd.concat([table, new], ignore_index=True)
+  _atomic_write_text(path, table.to_csv(index=False))
+
+
+def _check_plan(out_dir: str, plan: Plan) -> None:
+  path = os.path.join(out_dir, "plan.json")
+  wanted = plan.to_dict()
+  if os.path.exists(path):
+    with open(path) as f:
+      existing = json.load(f)
+    if existing != json.loads(json.dumps(wanted)):
+      raise ValueError(f"out_dir {out_dir!r} already holds a different plan; use a new"
+                       " --out or delete it.")
+    return
+  _atomic_write_text(path, json.dumps(wanted, indent=1))
+
+
+# ------------------------------------------------------------------------ progress
+
+
+def _format_seconds(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+  """Run i of n, step, loss, tokens/s and ETA on stderr.
+
+  On a terminal: one line redrawn with ``\\r``. Otherwise: a log line every
+  ``log_every_s`` seconds and one per finished run. ETA divides the FLOPs left in the
+  plan by the FLOP rate seen so far in this session.
+  """
+
+  def __init__(self, total_runs: int, total_flops: float, *, enabled: bool = True,
+               stream=None, log_every_s: float = 5.0):
+    self.stream = stream or sys.stderr
+    self.enabled = enabled
+    self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+    self.total_runs = total_runs
+    self.flops_left = float(total_flops)
+    self.redraw_every_s = 0.2 if self.tty else log_every_s
+    self.session_flops = 0.0
+    self.session_start = time.monotonic()
+    self.run_index = 0
+    self._last_draw = 0.0
+
+  def _write(self, line: str, *, final: bool) -> None:
+    if not self.enabled:
+      return
+    if self.tty:
+      self.stream.write("\r" + line.ljust(100)[:160] + ("\n" if final else ""))
+    else:
+      self.stream.write(line + "\n")
+    self.stream.flush()
+
+  def message(self, line: str) -> None:
+    if self.enabled:
+      self._write(line, final=True)
+
+  def start_run(self, index: int, spec: RunSpec, flops_per_token: float) -> None:
+    self.run_index = index
+    self.spec = spec
+    self.flops_per_token = flops_per_token
+    self.run_start = time.monotonic()
+    self.run_start_step = None
+    self._last_draw = 0.0
+
+  def on_step(self, info) -> None:
+    step_flops = info.tokens_per_step * self.flops_per_token
+    self.session_flops += step_flops
+    self.flops_left -= step_flops
+    now = time.monotonic()
+    if self.run_start_step is None:  # rates start after the first (compiling) step
+      self.run_start_step, self.run_start = info.step, now
+      return
+    if not self.enabled or (now - self._last_draw < self.redraw_every_s
+                            and info.step < info.total_steps):
+      return
+    self._last_draw = now
+    elapsed = now - self.run_start
+    steps_here = info.step - self.run_start_step
+    tokens_per_s = steps_here * info.tokens_per_step / elapsed if steps_here else 0.0
+    session_elapsed = now - self.session_start
+    rate = self.session_flops / session_elapsed if session_elapsed > 0 else 0.0
+    eta = self.flops_left / rate if rate > 0 else float("inf")
+    line = (f"run {self.run_index}/{self.total_runs} {size_name(self.spec.model)}"
+            f" D={self.spec.tokens:.3g} step {info.step}/{info.total_steps}"
+            f" loss {float(info.loss):.3f} {tokens_per_s / 1e3:.1f}k tok/s"
+            f" ETA {_format_seconds(eta)}")
+    self._write(line, final=False)
+
+  def end_run(self, spec: RunSpec, result) -> None:
+    self._write(f"run {self.run_index}/{self.total_runs} {size_name(spec.model)}"
+                f" D={result.tokens:.3g} done: loss {result.loss:.4f} acc"
+                f" {result.accuracy:.3f} in {result.wall_time_s:.1f}s", final=True)
+
+
+# -------------------------------------------------------------------------- runner
+
+
+def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | None = None,
+              progress: bool = True, checkpoint_every_fraction: float = 0.1,
+              checkpoint_max_interval_s: float = 20.0,
+              checkpoint_min_interval_s: float = 2.0) -> "pd.DataFrame":
+  """Train every run of a plan not yet recorded in ``out_dir``; return all runs.
+
+  Args:
+    plan: a :class:`Plan`, a preset name (``"quick"``, ``"demo"``) or a JSON config path.
+    out_dir: the sweep's folder; created if missing. Re-running the same plan there
+      resumes it; a different plan there is a ValueError.
+    corpus: ``"synthetic"``, ``"stdlib"`` or a path; overrides the plan's corpus.
+    progress: show progress on stderr.
+    checkpoint_every_fraction, checkpoint_max_interval_s, checkpoint_min_interval_s:
+      when to checkpoint the run in progress (see :class:`jaxscale.train.RunCheckpointer`).
+
+  Returns:
+    The runs table (also in ``out_dir/runs.csv``), in plan order.
+
+  Example:
+    >>> runs = run_sweep("quick", "/tmp/quick-sweep")  # doctest: +SKIP
+    >>> runs[["N", "D", "C", "loss"]]  # doctest: +SKIP
+  """
+  import pandas as pd
+
+  from jaxscale import corpus as corpus_lib
+  from jaxscale import model as model_lib
+  from jaxscale import train as train_lib
+
+  plan = resolve_plan(plan, corpus)
+  out_dir = os.fspath(out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  _check_plan(out_dir, plan)
+  runs_path = os.path.join(out_dir, "runs.csv")
+  curves_path = os.path.join(out_dir, "curves.csv")
+  checkpoints_root = os.path.join(out_dir, "checkpoints")
+
+  done = set(_read_csv(runs_path, RUNS_COLUMNS)["run_id"])
+  for run_id in done:  # a crash between recording a run and deleting its checkpoints
+    shutil.rmtree(os.path.join(checkpoints_root, run_id), ignore_errors=True)
+  todo = [s for s in plan.runs if s.run_id not in done]
+  total_flops = sum(model_lib.flops_per_token(s.model) * s.tokens for s in todo)
+  display = Progress(len(plan.runs), total_flops, enabled=progress)
+  if done:
+    display.message(f"{out_dir}: {len(done)} of {len(plan.runs)} runs already recorded;"
+                    f" {len(todo)} to go.")
+  corpora: dict[str, Any] = {}
+  for index, spec in enumerate(plan.runs, start=1):
+    if spec.run_id in done:
+      continue
+    if spec.corpus not in corpora:
+      corpora[spec.corpus] = corpus_lib.load_corpus(spec.corpus)
+    data = corpora[spec.corpus]
+    counts = model_lib.count_params(spec.model)
+    flops_per_token = model_lib.flops_per_token(spec.model)
+    checkpoint_dir = os.path.join(checkpoints_root, spec.run_id)
+    checkpointer = train_lib.RunCheckpointer(
+        checkpoint_dir, every_fraction=checkpoint_every_fraction,
+        max_interval_s=checkpoint_max_interval_s, min_interval_s=checkpoint_min_interval_s)
+    display.start_run(index, spec, flops_per_token)
+    try:
+      result = train_lib.train(spec.model, spec.train_config(), data,
+                               checkpointer=checkpointer, on_step=display.on_step)
+    finally:
+      checkpointer.close()
+    curve_rows = [dict(run_id=spec.run_id, group=spec.group, step=point["step"],
+                       tokens=point["tokens"], N=counts["non_embedding"],
+                       C_so_far=flops_per_token * point["tokens"], loss=point["loss"],
+                       accuracy=point["accuracy"]) for point in result.curve]
+    config = spec.model
+    run_row = dict(
+        run_id=spec.run_id, group=spec.group, size=size_name(config),
+        N=counts["non_embedding"], N_total=counts["total"], D=result.tokens,
+        C=flops_per_token * result.tokens, loss=result.loss, accuracy=result.accuracy,
+        seed=spec.seed, d_model=config.d_model, n_layers=config.n_layers,
+        n_heads=config.n_heads, d_ff=config.d_ff, context=config.context,
+        vocab=config.vocab_size, lr=spec.learning_rate, batch_size=spec.batch_size,
+        steps=result.steps, tokens_budget=spec.tokens, corpus=spec.corpus,
+        entropy_rate=data.entropy_rate, wall_time_s=result.wall_time_s,
+        resumed_from_step=result.resumed_from_step)
+    # Curves first: a crash before runs.csv is written retrains the run, and its
+    # curve rows are then replaced, never duplicated.
+    _replace_rows(curves_path, CURVES_COLUMNS, spec.run_id, curve_rows)
+    _replace_rows(runs_path, RUNS_COLUMNS, spec.run_id, [run_row])
+    display.end_run(spec, result)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+  if os.path.isdir(checkpoints_root) and not os.listdir(checkpoints_root):
+    os.rmdir(checkpoints_root)
+  table = _read_csv(runs_path, RUNS_COLUMNS)
+  order = {s.run_id: i for i, s in enumerate(plan.runs)}
+  table = table.sort_values("run_id", key=lambda ids: ids.map(order)).reset_index(drop=True)
+  return table
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_cli(subparsers) -> None:
+  """Register ``sweep``: ``jaxscale sweep --preset quick --out DIR``."""
+  parser = subparsers.add_parser(
+      "sweep", help="train a sweep of small language models (resumable)",
+      description="Train every run of a plan and record runs.csv and curves.csv in"
+                  " --out. Re-running the same command resumes an interrupted sweep.")
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--preset", choices=PRESETS, help="a built-in plan")
+  source.add_argument("--config", metavar="FILE.json", help="a plan as a JSON file")
+  parser.add_argument("--out", required=True, metavar="DIR", help="the sweep's folder")
+  parser.add_argument("--corpus", default=None,
+                      help="synthetic (default), stdlib, or a text file or folder")
+  parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+  parser.add_argument("--checkpoint-min-interval-s", type=float, default=2.0,
+                      help=argparse.SUPPRESS)  # tests checkpoint more often
+  parser.set_defaults(func=_sweep_command)
+
+
+def _sweep_command(args) -> int:
+  plan = args.preset if args.preset else args.config
+  if args.config and not os.path.isfile(args.config):
+    raise ValueError(f"config file {args.config!r} does not exist.")
+  runs = run_sweep(plan, args.out, corpus=args.corpus, progress=not args.quiet,
+                   checkpoint_min_interval_s=args.checkpoint_min_interval_s)
+  columns = [c for c in ("run_id", "group", "size", "N", "D", "C", "loss", "accuracy")
+             if c in runs.columns]
+  print(runs[columns].to_string(index=False))
+  print(f"wrote {os.path.join(args.out, 'runs.csv')} and"
+        f" {os.path.join(args.out, 'curves.csv')}")
+  return 0
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+  """``python -m jaxscale.sweep sweep ...``: the subcommand without the package CLI."""
+  parser = argparse.ArgumentParser(prog="jaxscale")
+  add_cli(parser.add_subparsers(dest="command", required=True))
+  args = parser.parse_args(argv)
+  try:
+    return args.func(args)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

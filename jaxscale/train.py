@@ -1,0 +1,421 @@
+"""Train one language model for a fixed token budget, resumably.
+
+One run is ``train(model_config, train_config, corpus)``: AdamW with global-norm
+clipping, a linear warmup then cosine decay that ends exactly at the run's last step,
+and held-out evaluations at evenly spaced points. Everything that varies from run to
+run without changing shapes -- the learning rate at each step, the seed, the token
+budget -- is an argument of the jitted step, so a sweep compiles one train step (and
+one eval step) per model shape, however many runs share it.
+
+Conventions:
+
+* ``steps = floor(tokens / (batch_size * context))``: a run never trains past its
+  budget, and the tokens it did train on, ``steps * batch_size * context``, are
+  reported as ``D``. A budget below one step is a ValueError.
+* Batch ``i`` of a run is a pure function of ``(seed, i)`` (see :mod:`jaxscale.corpus`),
+  and the parameters are initialised from ``seed``, so a seed reproduces a run bit for
+  bit on CPU and a run restored from a checkpoint continues exactly where it stopped.
+* Losses are mean cross-entropy in nats per token; accuracy is top-1 next-token.
+* Evaluation uses the same held-out windows for every run (``EVAL_SEED``), so the
+  losses of different runs are comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxscale import model as model_lib
+from jaxscale.corpus import Corpus
+
+EVAL_SEED = 20_240_601
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How to train one run.
+
+  Attributes:
+    tokens: the token budget D; the run takes ``floor(tokens / (batch_size*context))``
+      steps.
+    batch_size: sequences per step.
+    learning_rate: peak learning rate, reached at the end of warmup.
+    seed: initialises the parameters and picks the training batches.
+    warmup_fraction: share of the steps spent in linear warmup (at least one step).
+    final_lr_fraction: the cosine decays from the peak to this fraction of it.
+    weight_decay: decoupled (AdamW) decay, applied to matrices only, scaled by the
+      learning rate as in ``optax.adamw``.
+    clip_norm: global gradient-norm clip.
+    b1, b2: Adam moment decays.
+    num_evals: held-out evaluations, evenly spaced, the last at the final step.
+    eval_tokens: held-out tokens (next-token targets) per evaluation.
+  """
+
+  tokens: int
+  batch_size: int
+  learning_rate: float
+  seed: int = 0
+  warmup_fraction: float = 0.05
+  final_lr_fraction: float = 0.1
+  weight_decay: float = 0.1
+  clip_norm: float = 1.0
+  b1: float = 0.9
+  b2: float = 0.95
+  num_evals: int = 5
+  eval_tokens: int = 16_384
+
+  def __post_init__(self):
+    for name in ("tokens", "batch_size", "num_evals", "eval_tokens"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+    if not self.learning_rate > 0:
+      raise ValueError(
+          f"TrainConfig.learning_rate must be positive, got {self.learning_rate!r}.")
+    if not 0 <= self.warmup_fraction < 1:
+      raise ValueError(
+          f"TrainConfig.warmup_fraction must lie in [0, 1), got {self.warmup_fraction}.")
+    if not 0 <= self.final_lr_fraction <= 1:
+      raise ValueError("TrainConfig.final_lr_fraction must lie in [0, 1], got"
+                       f" {self.final_lr_fraction}.")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def default_learning_rate(config: model_lib.ModelConfig) -> float:
+  """Peak learning rate for a model width: ``3e-3 * (d_model / 128) ** -0.5``, <= 1e-2.
+
+  Wider models want smaller steps (the muP-style ``1/sqrt(width)`` trend); the cap keeps
+  the narrowest models stable.
+  """
+  return float(min(1e-2, 3e-3 * (config.d_model / 128) ** -0.5))
+
+
+def default_batch_size(config: model_lib.ModelConfig) -> int:
+  """Sequences per step: 16 below ~0.3M non-embedding params, 32 above.
+
+  Small models are trained on small budgets, where more, smaller steps help most.
+  """
+  return 16 if model_lib.count_params(config)["non_embedding"] < 300_000 else 32
+
+
+def num_steps(tokens: int, batch_size: int, context: int) -> int:
+  """``floor(tokens / (batch_size * context))``; ValueError if that is zero."""
+  per_step = batch_size * context
+  steps = int(tokens) // per_step
+  if steps < 1:
+    raise ValueError(
+        f"token budget D={tokens} is smaller than one step of batch_size * context ="
+        f" {batch_size} * {context} = {per_step} tokens; raise the budget to at least"
+        f" {per_step} or use a smaller batch_size/context.")
+  return steps
+
+
+def learning_rate_at(step: int, *, peak: float, warmup_steps: int, total_steps: int,
+                     final_fraction: float) -> float:
+  """Linear warmup to ``peak`` over ``warmup_steps``, cosine to ``final_fraction*peak``.
+
+  ``step`` counts updates from 0; the last update (``total_steps - 1``) uses exactly
+  ``final_fraction * peak``, so the decay ends at the run's token budget.
+  """
+  if step < warmup_steps:
+    return peak * (step + 1) / warmup_steps
+  decay_steps = total_steps - 1 - warmup_steps
+  progress = 1.0 if decay_steps <= 0 else (step - warmup_steps) / decay_steps
+  cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+  return peak * (final_fraction + (1.0 - final_fraction) * cosine)
+
+
+def eval_points(total_steps: int, num_evals: int) -> list[int]:
+  """Steps (counted after the update) at which to evaluate; always ends at the last."""
+  return sorted({max(1, round(total_steps * k / num_evals)) for k in range(1, num_evals + 1)})
+
+
+def make_optimizer(train_config: TrainConfig) -> optax.GradientTransformation:
+  """AdamW direction without the learning rate: clip, Adam, decoupled decay.
+
+  The step multiplies the result by ``-learning_rate``, which it takes as an argument,
+  so one compiled program serves every schedule and budget.
+  """
+  def decay_mask(params):
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+  return optax.chain(
+      optax.clip_by_global_norm(train_config.clip_norm),
+      optax.scale_by_adam(b1=train_config.b1, b2=train_config.b2),
+      optax.add_decayed_weights(train_config.weight_decay, mask=decay_mask),
+  )
+
+
+def cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
+  """Per-token cross-entropy in nats, in float32."""
+  logits_BxLxV = logits_BxLxV.astype(jnp.float32)
+  log_z_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
+  target_logit_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], -1)[..., 0]
+  return log_z_BxL - target_logit_BxL
+
+
+class Steps(NamedTuple):
+  """The two compiled programs of one model shape."""
+  train: Callable  # (params, opt_state, tokens_BxL1, lr) -> (params, opt_state, loss)
+  evaluate: Callable  # (params, tokens_NxBxL1) -> (mean loss, mean accuracy)
+
+
+_STEPS_CACHE: dict[tuple, Steps] = {}
+
+
+def compiled_steps(model_config: model_lib.ModelConfig, graphdef,
+                   train_config: TrainConfig) -> Steps:
+  """The jitted train and eval steps for a model shape, built once and cached."""
+  optimizer_key = (train_config.clip_norm, train_config.b1, train_config.b2,
+                   train_config.weight_decay)
+  key = (model_config, optimizer_key)
+  if key in _STEPS_CACHE:
+    return _STEPS_CACHE[key]
+  optimizer = make_optimizer(train_config)
+
+  def loss_fn(params, tokens_BxL1):
+    model = nnx.merge(graphdef, params)
+    logits_BxLxV = model(tokens_BxL1[:, :-1])
+    return cross_entropy(logits_BxLxV, tokens_BxL1[:, 1:]).mean()
+
+  def train_step(params, opt_state, tokens_BxL1, learning_rate):
+    loss, grads = jax.value_and_grad(loss_fn)(params, tokens_BxL1)
+    direction, opt_state = optimizer.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p - learning_rate * u.astype(p.dtype),
+                          params, direction)
+    return params, opt_state, loss
+
+  def eval_step(params, tokens_NxBxL1):
+    model = nnx.merge(graphdef, params)
+
+    def one_batch(tokens_BxL1):
+      logits_BxLxV = model(tokens_BxL1[:, :-1])
+      targets_BxL = tokens_BxL1[:, 1:]
+      loss = cross_entropy(logits_BxLxV, targets_BxL).mean()
+      accuracy = (jnp.argmax(logits_BxLxV, -1) == targets_BxL).mean()
+      return loss, accuracy
+
+    loss_N, accuracy_N = jax.lax.map(one_batch, tokens_NxBxL1)
+    return loss_N.mean(), accuracy_N.mean()
+
+  steps = Steps(train=jax.jit(train_step, donate_argnums=(0, 1)),
+                evaluate=jax.jit(eval_step))
+  _STEPS_CACHE[key] = steps
+  return steps
+
+
+_INIT_CACHE: dict[model_lib.ModelConfig, tuple] = {}
+
+
+def init_state(model_config: model_lib.ModelConfig, train_config: TrainConfig):
+  """``(graphdef, params, opt_state)`` for a fresh run seeded by ``train_config.seed``.
+
+  Initialisation is jitted once per shape with the seed as an argument (eager NNX init
+  dispatches one small program per layer, which costs seconds on CPU).
+  """
+  if model_config not in _INIT_CACHE:
+    def make(seed):
+      rngs = nnx.Rngs(jax.random.key(seed))
+      return nnx.split(model_lib.Transformer(model_config, rngs=rngs))
+
+    graphdef = nnx.graphdef(nnx.eval_shape(
+        lambda: model_lib.Transformer(model_config, rngs=nnx.Rngs(0))))
+    _INIT_CACHE[model_config] = (graphdef, jax.jit(lambda seed: make(seed)[1]))
+  graphdef, init_params = _INIT_CACHE[model_config]
+  params = init_params(np.int32(train_config.seed))
+  opt_state = make_optimizer(train_config).init(params)
+  return graphdef, params, opt_state
+
+
+def eval_batches(corpus: Corpus, context: int, eval_tokens: int) -> np.ndarray:
+  """The fixed held-out windows, ``N x B x (context + 1)``, with N*B*context >= tokens."""
+  sequences = -(-eval_tokens // context)
+  batch = min(sequences, 64)
+  n = -(-sequences // batch)
+  return np.stack([corpus.batch("heldout", i, batch_size=batch, context=context,
+                                seed=EVAL_SEED) for i in range(n)])
+
+
+class StepInfo(NamedTuple):
+  """What a progress callback sees after every step."""
+  step: int  # updates done so far
+  total_steps: int
+  tokens_per_step: int
+  loss: Any  # scalar jax.Array of this step's train loss; float() it only when shown
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """Outcome of one run.
+
+  ``curve`` holds one dict per evaluation: step, tokens (seen so far), loss, accuracy.
+  """
+  loss: float
+  accuracy: float
+  steps: int
+  tokens: int
+  curve: list[dict]
+  wall_time_s: float
+  resumed_from_step: int = 0
+
+
+class RunCheckpointer:
+  """Orbax checkpoints of one run in ``directory``: arrays, step, curve so far.
+
+  Saves are synchronous and atomic (Orbax writes to a temporary folder, then renames),
+  so a process killed mid-save leaves the previous checkpoint intact. Only the latest
+  checkpoint is kept.
+
+  Args:
+    directory: where the run's checkpoints live.
+    every_fraction: save after each such share of the run's steps ...
+    max_interval_s: ... and whenever this long has passed since the last save ...
+    min_interval_s: ... but not sooner than this after the last save (cheap runs need
+      no checkpoint every 10%; a saved step is never repeated anyway).
+  """
+
+  def __init__(self, directory: str | os.PathLike, *, every_fraction: float = 0.1,
+               max_interval_s: float = 20.0, min_interval_s: float = 2.0):
+    import orbax.checkpoint as ocp
+
+    self._ocp = ocp
+    self.directory = os.path.abspath(directory)
+    self.every_fraction = every_fraction
+    self.max_interval_s = max_interval_s
+    self.min_interval_s = min_interval_s
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                           cleanup_tmp_directories=True,
+                                           enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=("arrays", "meta"))
+    self._last_save_time = time.monotonic()
+    self._last_save_step = None
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def should_save(self, step: int, total_steps: int) -> bool:
+    if step >= total_steps:
+      return False  # the finished run is recorded instead
+    since = time.monotonic() - self._last_save_time
+    last = self._last_save_step or 0
+    due = step - last >= max(1, math.ceil(self.every_fraction * total_steps))
+    return (due and since >= self.min_interval_s) or since >= self.max_interval_s
+
+  def save(self, step: int, arrays: list, meta: dict) -> None:
+    args = self._ocp.args
+    named = {f"{i:05d}": a for i, a in enumerate(arrays)}
+    self._manager.save(step, args=args.Composite(arrays=args.StandardSave(named),
+                                                 meta=args.JsonSave(meta)))
+    self._manager.wait_until_finished()
+    self._last_save_time = time.monotonic()
+    self._last_save_step = step
+
+  def restore(self, like_arrays: list) -> tuple[int, list, dict] | None:
+    step = self.latest_step()
+    if step is None:
+      return None
+    args = self._ocp.args
+    abstract = {f"{i:05d}": jax.ShapeDtypeStruct(a.shape, a.dtype)
+                for i, a in enumerate(like_arrays)}
+    restored = self._manager.restore(step, args=args.Composite(
+        arrays=args.StandardRestore(abstract), meta=args.JsonRestore()))
+    arrays = [restored["arrays"][f"{i:05d}"] for i in range(len(like_arrays))]
+    self._last_save_step = step
+    return step, arrays, dict(restored["meta"])
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def train(model_config: model_lib.ModelConfig, train_config: TrainConfig, corpus: Corpus,
+          *, checkpointer: RunCheckpointer | None = None,
+          on_step: Callable[[StepInfo], None] | None = None) -> TrainResult:
+  """Train one model for ``train_config.tokens`` tokens and evaluate it on held-out data.
+
+  Args:
+    model_config: the model shape; its ``vocab_size`` must match the corpus.
+    train_config: budget, batch, learning rate, seed.
+    corpus: where batches come from.
+    checkpointer: if given, the run resumes from its latest checkpoint and saves new
+      ones as it goes.
+    on_step: called after every update with a :class:`StepInfo`.
+
+  Returns:
+    A :class:`TrainResult`: final held-out loss and accuracy, and the eval curve.
+
+  Example:
+    >>> from jaxscale.corpus import markov_corpus
+    >>> cfg = model_lib.ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2,
+    ...                             d_ff=64, context=32)
+    >>> result = train(cfg, TrainConfig(tokens=16384, batch_size=8, learning_rate=3e-3),
+    ...                markov_corpus(train_tokens=65536, heldout_tokens=8192))
+    >>> result.steps
+    64
+  """
+  if model_config.vocab_size != corpus.vocab_size:
+    raise ValueError(
+        f"ModelConfig.vocab_size={model_config.vocab_size} does not match corpus"
+        f" {corpus.name!r} vocab_size={corpus.vocab_size}; build the model with"
+        f" vocab_size={corpus.vocab_size}.")
+  context, batch_size = model_config.context, train_config.batch_size
+  total_steps = num_steps(train_config.tokens, batch_size, context)
+  tokens_per_step = batch_size * context
+  warmup_steps = max(1, round(train_config.warmup_fraction * total_steps))
+  evals_at = eval_points(total_steps, train_config.num_evals)
+
+  graphdef, params, opt_state = init_state(model_config, train_config)
+  steps = compiled_steps(model_config, graphdef, train_config)
+  heldout_NxBxL1 = eval_batches(corpus, context, train_config.eval_tokens)
+
+  start_step, curve, previous_wall = 0, [], 0.0
+  treedef = jax.tree.structure((params, opt_state))
+  if checkpointer is not None:
+    restored = checkpointer.restore(jax.tree.leaves((params, opt_state)))
+    if restored is not None:
+      start_step, leaves, meta = restored
+      if meta.get("train_config") != train_config.to_dict():
+        raise ValueError(
+            f"checkpoint in {checkpointer.directory} was written by a different"
+            " TrainConfig; delete that folder to start the run afresh.")
+      params, opt_state = jax.tree.unflatten(treedef, leaves)
+      curve, previous_wall = list(meta["curve"]), float(meta["wall_time_s"])
+
+  started = time.monotonic()
+  for step in range(start_step, total_steps):
+    tokens_BxL1 = corpus.batch("train", step, batch_size=batch_size, context=context,
+                               seed=train_config.seed)
+    learning_rate = learning_rate_at(
+        step, peak=train_config.learning_rate, warmup_steps=warmup_steps,
+        total_steps=total_steps, final_fraction=train_config.final_lr_fraction)
+    params, opt_state, loss = steps.train(params, opt_state, tokens_BxL1,
+                                          np.float32(learning_rate))
+    done = step + 1
+    if on_step is not None:
+      on_step(StepInfo(done, total_steps, tokens_per_step, loss))
+    if done in evals_at:
+      eval_loss, eval_accuracy = steps.evaluate(params, heldout_NxBxL1)
+      curve.append(dict(step=done, tokens=done * tokens_per_step, loss=float(eval_loss),
+                        accuracy=float(eval_accuracy)))
+    if checkpointer is not None and checkpointer.should_save(done, total_steps):
+      wall = previous_wall + time.monotonic() - started
+      checkpointer.save(done, jax.tree.leaves((params, opt_state)),
+                        dict(step=done, curve=curve, wall_time_s=wall,
+                             train_config=train_config.to_dict(),
+                             model_config=model_config.to_dict()))
+  final = curve[-1]
+  return TrainResult(loss=final["loss"], accuracy=final["accuracy"], steps=total_steps,
+                     tokens=total_steps * tokens_per_step, curve=curve,
+                     wall_time_s=previous_wall + time.monotonic() - started,
+                     resumed_from_step=start_step)
