@@ -1,0 +1,49 @@
+"""``jaxscale plot FIT_JSON RUNS --out DIR``: PNG figures of a fit and its runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from jaxscale import commands
+
+
+def add_cli(subparsers) -> None:
+  parser = subparsers.add_parser(
+      "plot",
+      help="draw a fit and its runs as PNGs (loss vs compute, frontier, IsoFLOPs, bootstrap)",
+      description=(
+          "Write loss_vs_compute.png, frontier.png (laws of N and D), isoflop.png (runs with >= 2 budgets of "
+          ">= 3 sizes) and bootstrap.png (fits made with --bootstrap B), with 95%% bands from the fit's bootstrap."
+      ),
+  )
+  parser.add_argument("fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit RUNS --out FIT_JSON`")
+  commands.add_runs_arguments(parser)
+  parser.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
+  parser.add_argument("--dpi", type=int, default=150, help="resolution (default: %(default)s)")
+  parser.add_argument(
+      "--extend", type=float, default=2.0, metavar="DECADES",
+      help="decades of compute beyond the runs for the fitted curves (default: %(default)s)",
+  )
+  parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+  from jaxscale import fitting, plots
+
+  if args.dpi < 10:
+    raise ValueError(f"--dpi must be >= 10, got {args.dpi}")
+  if args.extend < 0:
+    raise ValueError(f"--extend must be >= 0 decades, got {args.extend}")
+  fit = fitting.FitResult.from_json(args.fit)
+  runs = commands.load_runs(args)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", plots.PlotWarning)
+    paths = plots.plot_all(fit, runs, args.out, dpi=args.dpi, extend_decades=args.extend)
+  for warning in caught:
+    if issubclass(warning.category, plots.PlotWarning):
+      print(f"note: {warning.message}", file=sys.stderr)
+  for path in paths:
+    print(path)
+  return 0

@@ -1,0 +1,496 @@
+"""Figures of a fitted law and its runs: loss vs compute, the frontier, IsoFLOPs, the bootstrap.
+
+Every figure function returns a :class:`matplotlib.figure.Figure` built without
+``pyplot``, so importing or calling this module never touches the user's
+backend or global figure state; :func:`plot_all` writes the PNGs.
+
+Bands come from the fit's bootstrap section (``fit.extras["bootstrap"]``,
+written by ``jaxscale fit --bootstrap B``): each bootstrap parameter set is
+pushed through the same computation as the point estimate (the law, or the
+compute-optimal allocation) and the band is the equal-tailed 95% quantile
+range of the results. Without a bootstrap section the figures draw the point
+estimate alone.
+
+Example:
+  >>> from jaxscale import fitting, plots
+  >>> fit = fitting.FitResult.from_json("fit.json")  # doctest: +SKIP
+  >>> plots.plot_all(fit, "runs.csv", "figures/")  # doctest: +SKIP
+  [PosixPath('figures/loss_vs_compute.png'), ...]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxscale import fitting
+from jaxscale import runs as runs_lib
+
+DPI = 150
+LEVEL = 0.95
+EXTEND_DECADES = 2.0  # how far the fitted curves run beyond the largest run's compute
+CURVE_POINTS = 60
+CHINCHILLA_COMPUTE = 5.76e23  # Hoffmann et al. 2022: Chinchilla's training FLOPs
+CHINCHILLA_N, CHINCHILLA_D = 70e9, 1.4e12  # ... and what it spent them on
+COLORMAP = "viridis"
+BAND_ALPHA = 0.25
+FIT_COLOR = "#d62728"
+
+FIGURES = ("loss_vs_compute", "frontier", "isoflop", "bootstrap")
+
+
+class PlotWarning(UserWarning):
+  """A figure was skipped or drawn without part of its content; the others are fine."""
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+  # Figure without pyplot: no global state, no backend switch; savefig uses the Agg canvas.
+  from matplotlib.figure import Figure
+
+  return Figure(figsize=(width, height), layout="constrained")
+
+
+def _fit(fit: fitting.FitResult | str | os.PathLike) -> fitting.FitResult:
+  if isinstance(fit, fitting.FitResult):
+    return fit
+  return fitting.FitResult.from_json(fit)
+
+
+def _samples(fit: fitting.FitResult) -> dict[str, np.ndarray] | None:
+  """Natural-parameter bootstrap samples ``{name: (B,)}``, or None without a bootstrap section."""
+  from jaxscale import resampling
+
+  samples = resampling.samples_from_fit(fit)
+  if samples is None or len(next(iter(samples.values()))) < 2:
+    return None
+  return samples
+
+
+def _quantile_band(values_BxK: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+  tails = [(1 - level) / 2, (1 + level) / 2]
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+    low, high = np.nanquantile(values_BxK, tails, axis=0)
+  return low, high
+
+
+def _law_loss(law, natural: Mapping[str, Any], inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+  """The law's loss at raw ``inputs`` (shape ``(K,)``) for natural params of shape ``()`` or ``(B,)``."""
+  import jax
+  import jax.numpy as jnp
+
+  with fitting.precision("float64"):
+    arrays = {v: jnp.asarray(inputs[v], jnp.float64) for v in law.variables}
+    params = {k: jnp.asarray(np.asarray(natural[k], np.float64)) for k in law.natural_names}
+    if params[law.natural_names[0]].ndim == 0:
+      return np.asarray(law.natural_loss(params, arrays), np.float64)
+    return np.asarray(jax.vmap(lambda p: law.natural_loss(p, arrays))(params), np.float64)
+
+
+def _is_allocatable(law) -> bool:
+  return {"N", "D"} <= set(law.variables) <= {"N", "D", "U"}
+
+
+def _compute_grid(runs: runs_lib.RunSet, extend_decades: float, points: int = CURVE_POINTS) -> np.ndarray:
+  log_lo, log_hi = math.log10(runs.C.min()), math.log10(runs.C.max()) + extend_decades
+  return np.logspace(log_lo, log_hi, points)
+
+
+def _optimal_curve(fit: fitting.FitResult, compute_K: np.ndarray, samples) -> dict[str, Any]:
+  """Point estimate and bands of ``N*, D*, loss`` along the compute-optimal frontier.
+
+  The point estimate rides along as row 0 of the bootstrap batch, and every
+  figure asks for ``CURVE_POINTS`` budgets, so one compiled solve serves them all.
+  """
+  from jaxscale import allocation
+
+  law = fit.law_object
+  params = {k: np.atleast_1d(np.asarray(fit.params[k], np.float64)) for k in law.natural_names}
+  if samples is not None:
+    params = {k: np.concatenate([params[k], np.asarray(samples[k], np.float64)]) for k in law.natural_names}
+  solved = allocation.allocate(law, params, compute_K)
+  curve = {"N": solved.N[0], "D": solved.D[0], "loss": solved.loss[0], "bands": None}
+  if samples is not None:
+    curve["bands"] = allocation.bands(allocation.Allocation(*(field[1:] for field in solved)), LEVEL)
+  return curve
+
+
+def _split(curve: dict[str, Any], index) -> dict[str, Any]:
+  """The curve (and its bands) at budget ``index`` (an int or a slice)."""
+  out = {k: curve[k][index] for k in ("N", "D", "loss")}
+  out["bands"] = {k: (low[index], high[index]) for k, (low, high) in curve["bands"].items()} if curve["bands"] else None
+  return out
+
+
+def _loss_along_compute(fit: fitting.FitResult, compute_K: np.ndarray, samples):
+  """``(loss_K, band or None, label)`` of the fitted law along compute, or None if it has no such curve."""
+  law = fit.law_object
+  if _is_allocatable(law):
+    curve = _optimal_curve(fit, compute_K, samples)
+    band = curve["bands"]["loss"] if curve["bands"] else None
+    return curve["loss"], band, "fit at the compute-optimal N*(C), D*(C)"
+  if set(law.variables) == {"C"}:
+    loss = _law_loss(law, fit.params, {"C": compute_K})
+    band = _quantile_band(_law_loss(law, samples, {"C": compute_K})) if samples is not None else None
+    return loss, band, f"fit L(C) ({law.name})"
+  return None
+
+
+def _log_colorbar(figure, axes, values: np.ndarray, label: str):
+  from matplotlib import cm, colors
+
+  norm = colors.LogNorm(vmin=float(np.min(values)), vmax=float(np.max(values)))
+  mappable = cm.ScalarMappable(norm=norm, cmap=COLORMAP)
+  figure.colorbar(mappable, ax=axes, label=label, pad=0.01)
+  return mappable
+
+
+def _plain_log_ticks(axis) -> None:
+  """Decimal tick labels (2.5, 3, 4) on a log axis that spans less than a decade."""
+  from matplotlib import ticker
+
+  axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)))
+  axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+  axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _short(value: float) -> str:
+  if value == 0 or not math.isfinite(value):
+    return f"{value:g}"
+  exponent = int(math.floor(math.log10(abs(value))))
+  if -2 <= exponent < 4:
+    return f"{value:.4g}"
+  mantissa = value / 10**exponent
+  return f"{mantissa:.2f}e{exponent}"
+
+
+def _law_title(fit: fitting.FitResult) -> str:
+  shown = ", ".join(f"{k}={_short(v)}" for k, v in fit.params.items())
+  return f"{fit.law}: {shown}"
+
+
+# --- Figures ----------------------------------------------------------------------------------
+
+
+def loss_vs_compute(fit, runs, *, extend_decades: float = EXTEND_DECADES, log_loss_axis: bool = True):
+  """Runs' loss against training compute, coloured by model size, with the fitted law.
+
+  For a law of ``N`` and ``D`` the curve is the loss at the compute-optimal
+  ``N*(C), D*(C)`` (the lower envelope of the runs); for a law of ``C`` alone
+  it is ``L(C)``. It runs ``extend_decades`` beyond the largest run, with the
+  95% bootstrap band when the fit has one.
+
+  Args:
+    fit: a :class:`~jaxscale.fitting.FitResult` or the path of its JSON.
+    runs: the run set (path, DataFrame or :class:`~jaxscale.runs.RunSet`).
+    extend_decades: decades of compute beyond the data for the curve.
+    log_loss_axis: log (default) or linear loss axis.
+
+  Returns:
+    A matplotlib ``Figure``.
+  """
+  fit, runs = _fit(fit), runs_lib.load(runs)
+  samples = _samples(fit)
+  figure = _figure(8.0, 5.5)
+  axes = figure.add_subplot()
+  mappable = _log_colorbar(figure, axes, runs.N, "parameters N")
+  axes.scatter(runs.C, runs.loss, c=mappable.to_rgba(runs.N), s=18, edgecolors="none", alpha=0.85, label=f"runs ({len(runs)})")
+
+  compute_K = _compute_grid(runs, extend_decades)
+  along = _loss_along_compute(fit, compute_K, samples)
+  if along is None:
+    warnings.warn(f"law {fit.law!r} reads {', '.join(fit.law_object.variables)}: no loss-vs-compute curve drawn", PlotWarning, stacklevel=2)
+  else:
+    loss_K, band, label = along
+    axes.plot(compute_K, loss_K, color=FIT_COLOR, lw=2, label=label, zorder=3)
+    if band is not None:
+      axes.fill_between(compute_K, band[0], band[1], color=FIT_COLOR, alpha=BAND_ALPHA, lw=0, label=f"{LEVEL:.0%} bootstrap band", zorder=2)
+    axes.axvline(runs.C.max(), color="0.5", ls=":", lw=1)
+    axes.text(runs.C.max(), 0.98, " extrapolation →", transform=axes.get_xaxis_transform(), va="top", ha="left", color="0.35", fontsize=9)
+  if "E" in fit.params:
+    axes.axhline(fit.params["E"], color="0.3", ls="--", lw=1, label=f"irreducible loss E = {fit.params['E']:.3f}")
+
+  axes.set_xscale("log")
+  if log_loss_axis:
+    axes.set_yscale("log")
+    _plain_log_ticks(axes.yaxis)
+  axes.set_xlabel("training compute C (FLOPs)")
+  axes.set_ylabel("loss (nats/token)")
+  axes.set_title(f"Loss vs compute\n{_law_title(fit)}", fontsize=10)
+  axes.grid(True, which="major", alpha=0.3)
+  axes.legend(loc="lower left", fontsize=9)
+  return figure
+
+
+def frontier(fit, runs, *, extend_decades: float = EXTEND_DECADES, marker_compute: float | None = CHINCHILLA_COMPUTE):
+  """The compute-optimal frontier ``N*(C)`` and ``D*(C)``, two log-log panels.
+
+  Each panel shows the fitted optimum (with its 95% bootstrap band when the
+  fit has one), the runs' own ``(C, N)`` or ``(C, D)``, and the optimum at
+  ``marker_compute`` (Chinchilla's 5.76e23 FLOPs by default, next to the
+  70B-parameter, 1.4T-token model Hoffmann et al. trained with it).
+
+  Args:
+    fit: a fit of a law of ``N`` and ``D`` (or the path of its JSON).
+    runs: the run set.
+    extend_decades: decades beyond the largest run (widened to reach ``marker_compute``).
+    marker_compute: a budget to mark, or None.
+
+  Returns:
+    A matplotlib ``Figure``.
+
+  Raises:
+    ValueError: when the law is not a law of ``N`` and ``D``.
+  """
+  fit, runs = _fit(fit), runs_lib.load(runs)
+  law = fit.law_object
+  if not _is_allocatable(law):
+    raise ValueError(f"the frontier needs a law of N and D (e.g. chinchilla); law {law.name!r} reads {', '.join(law.variables)}")
+  samples = _samples(fit)
+  compute_K = _compute_grid(runs, extend_decades, CURVE_POINTS - 1)
+  if marker_compute is not None and marker_compute > compute_K[-1]:
+    compute_K = np.logspace(math.log10(compute_K[0]), math.log10(marker_compute) + 0.3, CURVE_POINTS - 1)
+  budgets = np.append(compute_K, marker_compute if marker_compute is not None else compute_K[-1])
+  solved = _optimal_curve(fit, budgets, samples)
+  curve = _split(solved, slice(0, -1))
+  marked = _split(solved, slice(-1, None)) if marker_compute is not None else None
+
+  figure = _figure(11.0, 4.8)
+  panels = figure.subplots(1, 2, sharex=True)
+  for axes, name, label, chinchilla, chinchilla_label in (
+      (panels[0], "N", "parameters N", CHINCHILLA_N, "Chinchilla: 70B parameters"),
+      (panels[1], "D", "training tokens D", CHINCHILLA_D, "Chinchilla: 1.4T tokens"),
+  ):
+    axes.scatter(runs.C, getattr(runs, name), s=12, color="0.55", edgecolors="none", alpha=0.7, label=f"runs ({len(runs)})")
+    axes.plot(compute_K, curve[name], color=FIT_COLOR, lw=2, label=f"fit: {name}*(C)")
+    if curve["bands"]:
+      low, high = curve["bands"][name]
+      axes.fill_between(compute_K, low, high, color=FIT_COLOR, alpha=BAND_ALPHA, lw=0, label=f"{LEVEL:.0%} bootstrap band")
+    if marked is not None:
+      value = float(marked[name][0])
+      text = f"{name}* = {_short(value)}"
+      if marked["bands"]:
+        low, high = (float(marked["bands"][name][i][0]) for i in (0, 1))
+        axes.errorbar([marker_compute], [value], yerr=[[value - low], [high - value]], fmt="none", ecolor="black", capsize=4, lw=1.2)
+        text += f"\n[{_short(low)}, {_short(high)}]"
+      axes.plot([marker_compute], [value], "o", mfc="none", mec="black", mew=1.5, ms=11, label=f"fit's optimum at C = {_short(marker_compute)}", zorder=4)
+      axes.annotate(text, (marker_compute, value), xytext=(-10, 10), textcoords="offset points", ha="right", fontsize=9)
+      if marker_compute == CHINCHILLA_COMPUTE:
+        axes.plot([marker_compute], [chinchilla], "*", color="tab:blue", ms=13, label=chinchilla_label, zorder=5)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("training compute C (FLOPs)")
+    axes.set_ylabel(label)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8.5)
+  panels[0].set_title("compute-optimal model size N*(C)")
+  panels[1].set_title("compute-optimal training tokens D*(C)")
+  figure.suptitle(f"Compute-optimal frontier (C = 6ND)   {_law_title(fit)}", fontsize=10)
+  return figure
+
+
+def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes: int = 3):
+  """IsoFLOP profiles: loss against model size per compute budget, with Approach 2's parabolas.
+
+  Left: each budget's runs (the ``group`` column, else runs clustered by
+  compute as in :mod:`jaxscale.isoflop`), its parabola in ``log N`` and its
+  minimum. Right: the minima ``N_opt`` against compute with the power law
+  ``N_opt = k C^a`` through them (and, given ``fit``, the law's ``N*(C)``).
+
+  Args:
+    runs: the run set.
+    fit: optionally a fit of a law of ``N`` and ``D`` to compare with.
+    tolerance: budget clustering gap in dex of C (default: jaxscale.isoflop's).
+    min_sizes: distinct sizes a budget needs.
+
+  Returns:
+    A matplotlib ``Figure``.
+
+  Raises:
+    ValueError: when the runs are not IsoFLOP-shaped (fewer than 2 budgets
+      with ``min_sizes`` sizes and a loss minimum).
+  """
+  from jaxscale import isoflop as isoflop_lib
+
+  runs = runs_lib.load(runs)
+  tolerance = isoflop_lib.DEFAULT_TOLERANCE if tolerance is None else tolerance
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", isoflop_lib.IsoFLOPWarning)  # skipped budgets show as grey points
+    result = isoflop_lib.approach2(runs, tolerance=tolerance, min_sizes=min_sizes)
+  index_R, labels, _ = isoflop_lib.assign_budgets(runs, tolerance)
+  budgets = [p["C"] for p in result.points]
+
+  figure = _figure(12.0, 5.0)
+  left, right = figure.subplots(1, 2, width_ratios=(1.5, 1))
+  from matplotlib import cm, colors
+
+  norm = colors.LogNorm(vmin=min(budgets), vmax=max(budgets))
+  mappable = cm.ScalarMappable(norm=norm, cmap="plasma_r")
+  kept = {p["label"]: p for p in result.points}
+  in_kept = np.isin(np.asarray(labels)[index_R], list(kept))
+  if (~in_kept).any():
+    left.scatter(runs.N[~in_kept], runs.loss[~in_kept], s=10, color="0.75", edgecolors="none", label=f"runs not in a fitted budget ({int((~in_kept).sum())})")
+  for point in result.points:
+    color = mappable.to_rgba(point["C"])
+    members = np.asarray(labels)[index_R] == point["label"]
+    left.scatter(runs.N[members], runs.loss[members], s=14, color=color, edgecolors="none", alpha=0.8)
+    x = np.log(runs.N[members]) - point["center"]
+    x_grid = np.linspace(x.min() - 0.15, x.max() + 0.15, 100)
+    c0, c1, c2 = point["coefficients"]
+    left.plot(np.exp(x_grid + point["center"]), c0 + c1 * x_grid + c2 * x_grid**2, color=color, lw=1.5)
+    left.plot([point["N_opt"]], [point["loss_opt"]], "D", color=color, mec="black", mew=0.8, ms=6, zorder=4)
+  # Legend proxies: colours say the budget (colorbar); the shapes say what is drawn.
+  left.scatter([], [], s=14, color="0.3", label="runs")
+  left.plot([], [], color="0.3", lw=1.5, label="parabola in log N (Approach 2)")
+  left.plot([], [], "D", color="0.3", mec="black", mew=0.8, label="minimum N_opt")
+  figure.colorbar(mappable, ax=left, label="compute budget C (FLOPs)", pad=0.01)
+  left.set_xscale("log")
+  left.set_xlabel("parameters N")
+  left.set_ylabel("loss (nats/token)")
+  left.set_title(f"IsoFLOP profiles: {len(result.points)} budgets of >= {min_sizes} sizes (Approach 2)")
+  left.grid(True, which="major", alpha=0.3)
+  left.legend(loc="lower left", fontsize=8.5)
+
+  C_B = np.asarray(budgets)
+  N_opt_B = np.asarray([p["N_opt"] for p in result.points])
+  right.scatter(C_B, N_opt_B, c=mappable.to_rgba(C_B), marker="D", edgecolors="black", linewidths=0.8, s=40, zorder=3, label="IsoFLOP minima")
+  grid_C = np.logspace(math.log10(C_B.min()) - 0.3, math.log10(C_B.max()) + 0.3, CURVE_POINTS)
+  right.plot(grid_C, result.N_opt(grid_C), color="black", lw=1.5, label=f"N_opt ∝ C^{result.a:.3f} (Approach 2)")
+  if fit is not None:
+    fit = _fit(fit)
+    if _is_allocatable(fit.law_object):
+      curve = _optimal_curve(fit, grid_C, _samples(fit))
+      share = ""
+      if {"alpha", "beta"} <= set(fit.params):
+        share = f", a = {fit.params['beta'] / (fit.params['alpha'] + fit.params['beta']):.3f}"
+      right.plot(grid_C, curve["N"], color=FIT_COLOR, lw=1.5, ls="--", label=f"fitted {fit.law} law N*(C){share}")
+      if curve["bands"]:
+        low, high = curve["bands"]["N"]
+        right.fill_between(grid_C, low, high, color=FIT_COLOR, alpha=BAND_ALPHA, lw=0, label=f"{LEVEL:.0%} bootstrap band")
+  right.set_xscale("log")
+  right.set_yscale("log")
+  right.set_xlabel("compute budget C (FLOPs)")
+  right.set_ylabel("compute-optimal parameters N_opt")
+  right.set_title("IsoFLOP minima vs compute")
+  right.grid(True, which="major", alpha=0.3)
+  right.legend(loc="upper left", fontsize=8.5)
+  return figure
+
+
+def bootstrap_histograms(fit, *, bins: int = 40):
+  """One histogram per natural parameter's bootstrap distribution, with estimate and 95% CI.
+
+  Parameters spread over more than a factor of 3 (A and B of Chinchilla) get a
+  log axis and log-spaced bins.
+
+  Args:
+    fit: a fit with a bootstrap section (``jaxscale fit --bootstrap B``).
+    bins: bins per histogram.
+
+  Returns:
+    A matplotlib ``Figure``.
+
+  Raises:
+    ValueError: when the fit has no bootstrap section.
+  """
+  from jaxscale import resampling
+
+  fit = _fit(fit)
+  boot = resampling.from_fit(fit)
+  if boot is None:
+    raise ValueError(f"fit of law {fit.law!r} has no bootstrap section; create it with `jaxscale fit RUNS --bootstrap 1000 --out FIT_JSON`")
+  samples = resampling.samples_from_fit(fit)
+  ci = boot.ci95
+  names = list(boot.names)
+  columns = min(len(names), 3)
+  rows = math.ceil(len(names) / columns)
+  figure = _figure(4.0 * columns, 3.2 * rows)
+  panels = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+  for axes, name in zip(panels, names):
+    values = samples[name]
+    estimate = float(fit.params[name])
+    low, high = ci[name]
+    log_axis = bool(values.min() > 0 and values.max() / values.min() > 3.0)
+    edges = np.geomspace(values.min(), values.max(), bins + 1) if log_axis else bins
+    axes.axvspan(low, high, color="tab:orange", alpha=0.12, lw=0, zorder=0)
+    axes.hist(values, bins=edges, color="tab:blue", alpha=0.8, zorder=1, label="bootstrap replicates")
+    for bound in (low, high):
+      axes.axvline(bound, color="tab:orange", ls="--", lw=1.4, zorder=2)
+    axes.axvline(estimate, color="black", lw=2, zorder=3, label="full-data estimate")
+    if log_axis:
+      axes.set_xscale("log")
+    axes.set_xlabel(f"{name}" + (" (log scale)" if log_axis else ""))
+    axes.set_ylabel("replicates")
+    axes.set_title(f"{name} = {_short(estimate)}   95% CI [{_short(low)}, {_short(high)}]", fontsize=10)
+  for axes in panels[len(names):]:
+    axes.set_visible(False)
+  from matplotlib.patches import Patch
+
+  handles, labels = panels[0].get_legend_handles_labels()
+  handles.append(Patch(facecolor="tab:orange", alpha=0.3, edgecolor="tab:orange", linestyle="--", label=f"{LEVEL:.0%} percentile interval"))
+  figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
+  cluster = f", clusters of {boot.cluster!r}" if boot.cluster else ""
+  figure.suptitle(f"Bootstrap of {fit.law}: {len(next(iter(samples.values())))} of {boot.n} replicates{cluster}", fontsize=11)
+  return figure
+
+
+# --- All at once -----------------------------------------------------------------------------
+
+
+def plot_all(fit, runs, out_dir: str | os.PathLike, *, dpi: int = DPI, extend_decades: float = EXTEND_DECADES) -> list[Path]:
+  """Writes every figure that applies as a PNG in ``out_dir`` and returns their paths.
+
+  ``loss_vs_compute.png`` always; ``frontier.png`` for laws of ``N`` and
+  ``D``; ``isoflop.png`` when the runs hold at least 2 budgets of 3 or more
+  sizes; ``bootstrap.png`` when the fit has a bootstrap section. A figure that
+  does not apply is skipped with a :class:`PlotWarning` saying why.
+
+  Args:
+    fit: a :class:`~jaxscale.fitting.FitResult` or the path of its JSON.
+    runs: the run set the law was fitted to.
+    out_dir: created if missing.
+    dpi: resolution of the PNGs.
+    extend_decades: decades of compute beyond the data for the fitted curves.
+
+  Returns:
+    The written paths, in the order above.
+  """
+  fit, runs = _fit(fit), runs_lib.load(runs)
+  runs_lib.check_for_law(runs, fit.law_object)
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  written = []
+
+  def save(figure, name):
+    path = out / f"{name}.png"
+    figure.savefig(path, dpi=dpi)
+    written.append(path)
+
+  save(loss_vs_compute(fit, runs, extend_decades=extend_decades), "loss_vs_compute")
+  if _is_allocatable(fit.law_object):
+    save(frontier(fit, runs, extend_decades=extend_decades), "frontier")
+  else:
+    warnings.warn(f"frontier.png skipped: law {fit.law!r} is not a law of N and D", PlotWarning, stacklevel=2)
+  try:
+    figure = isoflop_curves(runs, fit=fit)
+  except ValueError as error:
+    warnings.warn(f"isoflop.png skipped: the runs are not IsoFLOP-shaped ({error})", PlotWarning, stacklevel=2)
+  else:
+    save(figure, "isoflop")
+  if _samples(fit) is not None:
+    save(bootstrap_histograms(fit), "bootstrap")
+  else:
+    warnings.warn("bootstrap.png skipped: the fit has no bootstrap section (jaxscale fit --bootstrap B --out FIT_JSON)", PlotWarning, stacklevel=2)
+  return written
+
+
+__all__ = ("PlotWarning", "bootstrap_histograms", "frontier", "isoflop_curves", "loss_vs_compute", "plot_all")
