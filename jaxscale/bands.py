@@ -1,0 +1,179 @@
+"""Batch extrapolation with uncertainty bands from bootstrap parameter sets.
+
+A law is evaluated at ``Q`` query points for every one of ``B`` parameter sets
+at once (``vmap`` over both) and each point's loss quantiles are taken over the
+sets. ``Q x B`` can be large (1e5 points x 4,000 sets is 3.2 GB in float64),
+so the queries are streamed in fixed-size chunks with ``jax.lax.map``: memory
+is ``chunk x B`` whatever ``Q``, and one compiled program serves every chunk.
+
+Example:
+  >>> from jaxscale import bands, fitting
+  >>> fit = fitting.FitResult.from_json("fit.json")  # doctest: +SKIP
+  >>> band = bands.predict(fit, None, {"N": [7e10], "D": [1.4e12]})  # doctest: +SKIP
+  >>> band.estimate, band.low, band.high  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxscale import fitting
+from jaxscale import laws as laws_lib
+
+DEFAULT_QUANTILES = (0.025, 0.5, 0.975)
+DEFAULT_CHUNK = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Band:
+  """Predicted losses at ``Q`` query points.
+
+  Attributes:
+    inputs: the query points, ``{variable: (Q,) array}``.
+    estimate: loss under the point-estimate parameters, shape ``(Q,)``.
+    quantile_levels: the levels of :attr:`quantiles`, e.g. ``(0.025, 0.5, 0.975)``.
+    quantiles: loss quantiles over parameter sets, shape ``(K, Q)``; None
+      without parameter samples.
+    num_samples: parameter sets the quantiles are over (0 without samples).
+  """
+
+  inputs: dict[str, np.ndarray]
+  estimate: np.ndarray | None
+  quantile_levels: tuple[float, ...]
+  quantiles: np.ndarray | None
+  num_samples: int
+
+  def quantile(self, level: float) -> np.ndarray | None:
+    if self.quantiles is None:
+      return None
+    if level not in self.quantile_levels:
+      raise ValueError(f"quantile {level} was not computed; computed {self.quantile_levels}")
+    return self.quantiles[self.quantile_levels.index(level)]
+
+  @property
+  def low(self) -> np.ndarray | None:
+    """The lowest computed quantile (the 2.5% by default)."""
+    return None if self.quantiles is None else self.quantiles[0]
+
+  @property
+  def high(self) -> np.ndarray | None:
+    """The highest computed quantile (the 97.5% by default)."""
+    return None if self.quantiles is None else self.quantiles[-1]
+
+
+@functools.partial(jax.jit, static_argnames=("law", "chunk"))
+def _quantiles(law, theta_BxP, log_inputs, levels_K, *, chunk):
+  """Loss quantiles over the ``B`` sets for ``Q`` points (``Q`` a multiple of ``chunk``), shape ``(K, Q)``."""
+  num_queries = next(iter(log_inputs.values())).shape[0]
+  chunks = {v: x.reshape(num_queries // chunk, chunk) for v, x in log_inputs.items()}
+
+  def one_chunk(log_inputs_chunk):
+    log_loss_BxQ = jax.vmap(lambda theta: law.log_loss(law.unflatten(theta), log_inputs_chunk))(theta_BxP)
+    # Quantiles of log loss map to quantiles of loss: exp is monotone.
+    return jnp.exp(jnp.nanquantile(log_loss_BxQ, levels_K, axis=0))
+
+  return jax.lax.map(one_chunk, chunks).transpose(1, 0, 2).reshape(levels_K.shape[0], num_queries)
+
+
+def _validated_inputs(law: laws_lib.Law, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  missing = [v for v in law.variables if v not in inputs or inputs[v] is None]
+  if missing:
+    raise ValueError(f"law {law.name!r} needs {', '.join(law.variables)}; missing {', '.join(missing)}")
+  arrays = {v: np.atleast_1d(np.asarray(inputs[v], np.float64)) for v in law.variables}
+  try:
+    shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+  except ValueError as e:
+    sizes = ", ".join(f"{v}: {a.size}" for v, a in arrays.items())
+    raise ValueError(f"inputs must have matching lengths (or length 1), got {sizes}") from e
+  arrays = {v: np.broadcast_to(a, shape).ravel() for v, a in arrays.items()}
+  for v, a in arrays.items():
+    bad = ~(np.isfinite(a) & (a > 0))
+    if bad.any():
+      raise ValueError(f"{v} must be positive and finite (scaling laws live on log axes); got {v}={a[np.flatnonzero(bad)[0]]:g}")
+  return arrays
+
+
+def _theta(law: laws_lib.Law, natural: Mapping[str, Any]) -> jax.Array:
+  missing = [k for k in law.natural_names if k not in natural]
+  if missing:
+    raise ValueError(f"law {law.name!r} needs parameters {', '.join(law.natural_names)}; missing {', '.join(missing)}")
+  fit_space = law.from_natural({k: jnp.asarray(natural[k], jnp.float64) for k in law.natural_names})
+  return jnp.stack([jnp.atleast_1d(jnp.asarray(fit_space[n])) for n in law.param_names], axis=-1)
+
+
+def predict(
+    law_or_fit: str | laws_lib.Law | fitting.FitResult,
+    params_or_samples: Mapping[str, Any] | None,
+    inputs: Mapping[str, Any],
+    *,
+    estimate: Mapping[str, float] | None = None,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    chunk: int = DEFAULT_CHUNK,
+) -> Band:
+  """Evaluates a law at many points for all parameter sets; quantile bands per point.
+
+  Args:
+    law_or_fit: a law (name or object), or a :class:`~jaxscale.fitting.FitResult`,
+      whose params give the estimate and whose bootstrap section (if any) the samples.
+    params_or_samples: natural parameters: scalars (one set: no band) or arrays
+      of shape ``(B,)`` (bootstrap samples). None with a fit: its own samples.
+    inputs: raw query points, e.g. ``{"N": (Q,), "D": (Q,)}``; length-1 arrays broadcast.
+    estimate: natural parameters of the point estimate; defaults to the fit's
+      params, or to ``params_or_samples`` when those are scalars.
+    quantiles: levels in ``[0, 1]`` to compute over the parameter sets.
+    chunk: query points per streamed chunk; memory is ``chunk x B``.
+
+  Returns:
+    A :class:`Band`.
+
+  Example:
+    >>> band = predict("chinchilla", samples, {"N": [7e10], "D": [1.4e12]},
+    ...                estimate=fit.params)  # doctest: +SKIP
+  """
+  from jaxscale import resampling
+
+  if isinstance(law_or_fit, fitting.FitResult):
+    law = law_or_fit.law_object
+    estimate = law_or_fit.params if estimate is None else estimate
+    if params_or_samples is None:
+      params_or_samples = resampling.samples_from_fit(law_or_fit)
+  else:
+    law = laws_lib.get(law_or_fit)
+  levels = tuple(float(q) for q in quantiles)
+  if not levels or not all(0.0 <= q <= 1.0 for q in levels):
+    raise ValueError(f"quantiles must be levels in [0, 1], got {list(quantiles)}")
+  if chunk <= 0:
+    raise ValueError(f"chunk must be >= 1, got {chunk}")
+  samples = None
+  if params_or_samples is not None:
+    if all(np.ndim(v) == 0 for v in params_or_samples.values()):
+      estimate = params_or_samples if estimate is None else estimate
+    else:
+      samples = params_or_samples
+  if estimate is None and samples is None:
+    raise ValueError("nothing to predict from: pass parameters, samples, or a fit")
+  arrays = _validated_inputs(law, inputs)
+  num_queries = next(iter(arrays.values())).size
+
+  with fitting.precision("float64"):
+    log_inputs = {v: jnp.log(jnp.asarray(a)) for v, a in arrays.items()}
+    point = None
+    if estimate is not None:
+      point = np.asarray(jnp.exp(law.log_loss(law.unflatten(_theta(law, estimate)[0]), log_inputs)))
+    bands, num_samples = None, 0
+    if samples is not None:
+      theta_BxP = _theta(law, samples)
+      num_samples = int(theta_BxP.shape[0])
+      chunk = int(min(chunk, num_queries))
+      padded = -(-num_queries // chunk) * chunk
+      # Pad by repeating the last point so every chunk has one shape; the pad is cut off below.
+      padded_inputs = {v: jnp.concatenate([x, jnp.repeat(x[-1:], padded - num_queries)]) for v, x in log_inputs.items()}
+      bands = np.asarray(_quantiles(law, theta_BxP, padded_inputs, jnp.asarray(levels), chunk=chunk))[:, :num_queries]
+  return Band(inputs=arrays, estimate=point, quantile_levels=levels, quantiles=bands, num_samples=num_samples)
