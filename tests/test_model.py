@@ -1,0 +1,99 @@
+"""The transformer: shapes, validation, and exact parameter / FLOP counts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxscale import model as model_lib
+from jaxscale.model import ModelConfig
+
+
+def _config(**overrides):
+  fields = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, d_ff=96, context=16)
+  fields.update(overrides)
+  return ModelConfig(**fields)
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    dict(norm="layernorm"),
+    dict(positions="sinusoidal"),
+    dict(tie_embeddings=False),
+    dict(norm="layernorm", positions="sinusoidal", tie_embeddings=False, n_layers=3),
+])
+def test_count_params_matches_formula_and_real_params(overrides):
+  config = _config(**overrides)
+  counts = model_lib.count_params(config)
+  model = model_lib.Transformer(config, rngs=nnx.Rngs(0))
+  assert counts["total"] == model_lib.count_actual_params(model)
+  assert counts["total"] == counts["non_embedding"] + counts["embedding"]
+  # Independent hand count of the non-embedding (Kaplan) parameters.
+  d, f, layers = config.d_model, config.d_ff, config.n_layers
+  norm = d if config.norm == "rmsnorm" else 2 * d
+  assert counts["non_embedding"] == layers * (4 * d * d + 2 * d * f + 2 * norm) + norm
+  embedding = config.vocab_size * d * (1 if config.tie_embeddings else 2)
+  embedding += config.context * d if config.positions == "learned" else 0
+  assert counts["embedding"] == embedding
+
+
+def test_non_embedding_excludes_vocabulary_and_positions():
+  small_vocab = model_lib.count_params(_config(vocab_size=16))
+  big_vocab = model_lib.count_params(_config(vocab_size=1024, context=256))
+  assert small_vocab["non_embedding"] == big_vocab["non_embedding"]
+  assert small_vocab["total"] < big_vocab["total"]
+
+
+def test_flops_per_token_is_kaplan():
+  config = _config()
+  n = model_lib.count_params(config)["non_embedding"]
+  assert model_lib.flops_per_token(config) == 6 * n + 6 * 2 * 16 * 32
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_forward_shape_and_float32_logits(dtype):
+  config = _config(dtype=dtype)
+  model = model_lib.Transformer(config, rngs=nnx.Rngs(0))
+  logits = model(jnp.zeros((3, 16), jnp.int32))
+  assert logits.shape == (3, 16, 64)
+  assert logits.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_attention_is_causal():
+  config = _config()
+  model = model_lib.Transformer(config, rngs=nnx.Rngs(1))
+  tokens = jax.random.randint(jax.random.key(0), (1, 16), 0, 64)
+  changed = tokens.at[0, 10].set((tokens[0, 10] + 1) % 64)
+  a, b = model(tokens), model(changed)
+  np.testing.assert_array_equal(np.asarray(a[0, :10]), np.asarray(b[0, :10]))
+  assert not np.allclose(np.asarray(a[0, 10:]), np.asarray(b[0, 10:]))
+
+
+def test_too_long_sequence_is_rejected():
+  model = model_lib.Transformer(_config(), rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="context"):
+    model(jnp.zeros((1, 17), jnp.int32))
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(n_layers=0), "n_layers"),
+    (dict(n_heads=5), "n_heads=5 does not divide d_model=32"),
+    (dict(d_model=-8), "d_model"),
+    (dict(vocab_size=0), "vocab_size"),
+    (dict(context=0), "context"),
+    (dict(d_ff=2.5), "d_ff"),
+    (dict(norm="batchnorm"), "norm"),
+    (dict(positions="rotary"), "positions"),
+])
+def test_bad_config_raises_value_error(overrides, match):
+  with pytest.raises(ValueError, match=match):
+    _config(**overrides)
+
+
+def test_sinusoidal_positions_table():
+  table = model_lib.sinusoidal_positions(8, 6)
+  assert table.shape == (8, 6)
+  np.testing.assert_allclose(table[0], [0, 1, 0, 1, 0, 1], atol=1e-7)
+  np.testing.assert_allclose(table[3, 0], np.sin(3.0), rtol=1e-6)

@@ -1,0 +1,224 @@
+"""Sweeps: plans, presets, the resumable runner (SIGKILL and restart), the CLI hook."""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from jaxscale import model as model_lib
+from jaxscale import sweep
+
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_isoflop_plan_groups_runs_by_shared_compute():
+  plan = sweep.isoflop_plan([1e10, 3e10], ["d32x2", "d48x2", "d64x2"])
+  assert len(plan.runs) == 6
+  for spec in plan.runs:
+    compute = float(spec.group.removeprefix("C="))
+    c = model_lib.flops_per_token(spec.model) * spec.tokens
+    assert compute * 0.99 < c <= compute
+  assert len({s.run_id for s in plan.runs}) == 6
+  again = sweep.isoflop_plan([1e10, 3e10], ["d32x2", "d48x2", "d64x2"])
+  assert [s.run_id for s in plan.runs] == [s.run_id for s in again.runs]
+
+
+def test_presets_shape():
+  quick = sweep.make_plan("quick")
+  assert len(quick.runs) >= 6
+  assert len({sweep.size_name(s.model) for s in quick.runs}) >= 3
+  groups = pd.Series([s.group for s in quick.runs]).value_counts()
+  assert len(groups) >= 2 and (groups >= 3).all()
+  demo = sweep.make_plan("demo", corpus="stdlib")
+  demo_groups = pd.Series([s.group for s in demo.runs]).value_counts()
+  assert len(demo_groups) >= 3 and (demo_groups >= 3).all()
+  assert {s.corpus for s in demo.runs} == {"stdlib"}
+  with pytest.raises(ValueError, match="unknown preset"):
+    sweep.make_plan("huge")
+
+
+def test_size_ladder_spans_tenth_to_three_million():
+  counts = [model_lib.count_params(sweep.size_config(name))["non_embedding"]
+            for name in sweep.SIZE_LADDER]
+  assert counts == sorted(counts)
+  assert any(90_000 < n < 110_000 for n in counts) and 2.5e6 < counts[-1] < 3.5e6
+
+
+def test_budget_smaller_than_one_step_is_rejected():
+  with pytest.raises(ValueError, match="smaller than one step"):
+    sweep.grid_plan(["d32x2"], [100])
+
+
+def test_duplicate_runs_are_rejected():
+  with pytest.raises(ValueError, match="same run twice"):
+    sweep.grid_plan(["d32x2", "d32x2"], [1e5])
+
+
+def test_config_file_errors(tmp_path):
+  path = tmp_path / "plan.json"
+  path.write_text(json.dumps({"sizes": ["d32x2"], "isoflop_budgets": [1e10],
+                              "token_budgets": [1e5]}))
+  with pytest.raises(ValueError, match="exactly one of"):
+    sweep.plan_from_config(path)
+  path.write_text(json.dumps({"sizes": ["d32x2"], "token_budgets": [1e5], "lr": 1}))
+  with pytest.raises(ValueError, match="unknown key"):
+    sweep.plan_from_config(path)
+  path.write_text("{not json")
+  with pytest.raises(ValueError, match="not valid JSON"):
+    sweep.plan_from_config(path)
+  path.write_text(json.dumps({"sizes": [TINY], "token_budgets": [4096], "context": 16,
+                              "batch_size": 4}))
+  plan = sweep.plan_from_config(path)
+  assert plan.runs[0].model.d_model == 16 and plan.runs[0].tokens == 4096
+
+
+def test_cli_hook_registers_sweep():
+  parser = argparse.ArgumentParser()
+  sweep.add_cli(parser.add_subparsers(dest="command"))
+  args = parser.parse_args(["sweep", "--preset", "quick", "--out", "x", "--quiet"])
+  assert args.func is not None and args.preset == "quick" and args.quiet
+  args = parser.parse_args(["sweep", "--config", "p.json", "--out", "x", "--corpus",
+                            "stdlib"])
+  assert args.config == "p.json" and args.corpus == "stdlib"
+
+
+def test_cli_prints_one_error_line(tmp_path):
+  assert sweep.main(["sweep", "--config", str(tmp_path / "missing.json"),
+                     "--out", str(tmp_path / "o")]) == 2
+
+
+def _write_config(path, budgets):
+  path.write_text(json.dumps({
+      "name": "killable", "sizes": [TINY], "token_budgets": budgets, "context": 32,
+      "batch_size": 8, "eval_tokens": 1024, "num_evals": 4, "learning_rate": 3e-3}))
+
+
+def _start(config, out):
+  return subprocess.Popen(
+      [sys.executable, "-m", "jaxscale.sweep", "sweep", "--config", str(config),
+       "--out", str(out), "--checkpoint-min-interval-s", "0"],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _committed_steps(folder):
+  if not os.path.isdir(folder):
+    return []
+  return [int(name) for name in os.listdir(folder) if name.isdigit()]
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+  """A 3-run sweep SIGKILLed mid-way through run 2, then run again to the end."""
+  tmp = tmp_path_factory.mktemp("sweep")
+  config, out = tmp / "plan.json", tmp / "out"
+  budgets = [8 * 32 * 20, 8 * 32 * 600, 8 * 32 * 30]
+  _write_config(config, budgets)
+  plan = sweep.plan_from_config(config)
+  first, second, _ = (s.run_id for s in plan.runs)
+  process = _start(config, out)
+  deadline = time.monotonic() + 120
+  killed_at = None
+  while time.monotonic() < deadline and process.poll() is None:
+    runs_path = out / "runs.csv"
+    recorded = pd.read_csv(runs_path) if runs_path.exists() else None
+    if recorded is not None and len(recorded) == 1 and _committed_steps(
+        out / "checkpoints" / second):
+      time.sleep(0.1)  # land between two checkpoints
+      process.send_signal(signal.SIGKILL)
+      process.wait()
+      killed_at = max(_committed_steps(out / "checkpoints" / second))
+      break
+    time.sleep(0.02)
+  if killed_at is None:
+    process.kill()
+    out_text, err_text = process.communicate()
+    pytest.fail(f"sweep was not caught mid-run 2: rc={process.returncode}\n{err_text}")
+  before = pd.read_csv(out / "runs.csv", dtype={"run_id": str})
+  process = _start(config, out)
+  stdout, stderr = process.communicate(timeout=180)
+  assert process.returncode == 0, stderr
+  return dict(plan=plan, out=out, before=before, killed_at=killed_at, config=config,
+              stderr=stderr, ids=(first, second))
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_losing_or_repeating_runs(killed_and_resumed):
+  plan, out = killed_and_resumed["plan"], killed_and_resumed["out"]
+  first, second = killed_and_resumed["ids"]
+  runs = pd.read_csv(out / "runs.csv", dtype={"run_id": str})
+  assert sorted(runs["run_id"]) == sorted(s.run_id for s in plan.runs)  # each once
+  before = killed_and_resumed["before"]
+  assert list(before["run_id"]) == [first]
+  kept = runs.set_index("run_id").loc[first]
+  assert kept["wall_time_s"] == before.set_index("run_id").loc[first, "wall_time_s"]
+  resumed = runs.set_index("run_id").loc[second]
+  assert resumed["resumed_from_step"] == killed_and_resumed["killed_at"] > 0
+  curves = pd.read_csv(out / "curves.csv", dtype={"run_id": str})
+  assert curves.groupby("run_id").size().to_dict() == {s.run_id: 4 for s in plan.runs}
+  assert not (out / "checkpoints").exists()
+  assert "already recorded" in killed_and_resumed["stderr"]
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run(killed_and_resumed):
+  from jaxscale import corpus as corpus_lib
+  from jaxscale import train as train_lib
+
+  out = killed_and_resumed["out"]
+  spec = killed_and_resumed["plan"].runs[1]
+  reference = train_lib.train(spec.model, spec.train_config(), corpus_lib.load_corpus("synthetic"))
+  curves = pd.read_csv(out / "curves.csv", dtype={"run_id": str})
+  resumed = curves[curves["run_id"] == spec.run_id].sort_values("step")
+  assert list(resumed["step"]) == [p["step"] for p in reference.curve]
+  for got, want in zip(resumed["loss"], [p["loss"] for p in reference.curve]):
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-6)
+  runs = pd.read_csv(out / "runs.csv", dtype={"run_id": str}).set_index("run_id")
+  row = runs.loc[spec.run_id]
+  assert row["loss"] == pytest.approx(reference.loss, rel=1e-6)
+  assert row["D"] == reference.tokens
+  assert row["C"] == model_lib.flops_per_token(spec.model) * reference.tokens
+  assert row["N"] == model_lib.count_params(spec.model)["non_embedding"]
+
+
+@pytest.mark.slow
+def test_different_plan_in_same_folder_is_rejected(killed_and_resumed, tmp_path):
+  other = tmp_path / "other.json"
+  _write_config(other, [8 * 32 * 20, 8 * 32 * 25])
+  with pytest.raises(ValueError, match="already holds a different plan"):
+    sweep.run_sweep(str(other), killed_and_resumed["out"], progress=False)
+
+
+@pytest.mark.slow
+def test_same_plan_again_trains_nothing(killed_and_resumed, capsys):
+  runs = sweep.run_sweep(str(killed_and_resumed["config"]), killed_and_resumed["out"])
+  assert len(runs) == 3 and list(runs["run_id"]) == [
+      s.run_id for s in killed_and_resumed["plan"].runs]
+  for column in ("run_id", "N", "N_total", "D", "C", "loss", "accuracy", "seed",
+                 "d_model", "n_layers", "n_heads", "d_ff", "context", "vocab", "lr",
+                 "batch_size", "corpus", "wall_time_s", "group"):
+    assert column in runs.columns
+  assert "3 of 3 runs already recorded" in capsys.readouterr().err
+
+
+def test_progress_logs_plain_lines_off_a_terminal(tmp_path):
+  import io
+
+  from jaxscale import train as train_lib
+
+  stream = io.StringIO()
+  spec = sweep.grid_plan([TINY], [4096], context=16, batch_size=4).runs[0]
+  display = sweep.Progress(1, 1e9, stream=stream, log_every_s=0.0)
+  display.start_run(1, spec, 1000.0)
+  for step in (1, 2, 3):
+    display.on_step(train_lib.StepInfo(step, 3, 64, 2.5))
+  lines = stream.getvalue().splitlines()
+  assert lines and "\r" not in stream.getvalue()
+  assert lines[-1].startswith("run 1/1 d16x1") and "step 3/3" in lines[-1]
+  assert "tok/s" in lines[-1] and "ETA" in lines[-1]

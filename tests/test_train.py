@@ -1,0 +1,117 @@
+"""Training one run: loss falls, seeds reproduce, resuming is exact, compile once."""
+
+import math
+
+import numpy as np
+import pytest
+
+from jaxscale import corpus as corpus_lib
+from jaxscale import train as train_lib
+from jaxscale.model import ModelConfig
+
+CONFIG = ModelConfig(vocab_size=256, d_model=32, n_layers=1, n_heads=2, d_ff=64,
+                     context=32)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+  return corpus_lib.markov_corpus(train_tokens=1 << 18, heldout_tokens=1 << 14)
+
+
+def _train_config(**overrides):
+  fields = dict(tokens=16 * 32 * 120, batch_size=16, learning_rate=1e-2, seed=0,
+                eval_tokens=2048, num_evals=4)
+  fields.update(overrides)
+  return train_lib.TrainConfig(**fields)
+
+
+def test_loss_falls_towards_entropy_rate_from_above(corpus):
+  result = train_lib.train(CONFIG, _train_config(), corpus)
+  losses = [point["loss"] for point in result.curve]
+  assert result.steps == 120 and result.tokens == 120 * 16 * 32
+  assert [p["step"] for p in result.curve] == [30, 60, 90, 120]
+  assert losses[-1] < losses[0] < math.log(256)
+  assert losses[-1] < 0.75 * math.log(256)
+  assert losses[-1] > corpus.entropy_rate
+  assert 0 < result.accuracy <= 1
+
+
+def test_fixed_seed_reproduces_run_exactly(corpus):
+  a = train_lib.train(CONFIG, _train_config(tokens=16 * 32 * 30), corpus)
+  b = train_lib.train(CONFIG, _train_config(tokens=16 * 32 * 30), corpus)
+  c = train_lib.train(CONFIG, _train_config(tokens=16 * 32 * 30, seed=1), corpus)
+  assert a.curve == b.curve  # bit for bit
+  assert a.curve != c.curve
+
+
+def test_one_compile_per_shape(corpus):
+  train_lib.train(CONFIG, _train_config(tokens=16 * 32 * 10), corpus)
+  graphdef, _, _ = train_lib.init_state(CONFIG, _train_config())
+  steps = train_lib.compiled_steps(CONFIG, graphdef, _train_config())
+  before = steps.train._cache_size()
+  train_lib.train(CONFIG, _train_config(tokens=16 * 32 * 12, seed=5, learning_rate=3e-3),
+                  corpus)
+  assert steps.train._cache_size() == before == 1
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(corpus, tmp_path):
+  config = _train_config(tokens=16 * 32 * 40)
+  reference = train_lib.train(CONFIG, config, corpus)
+
+  def kill_after_step_27(info):
+    if info.step == 27:
+      raise _Killed
+
+  checkpointer = train_lib.RunCheckpointer(tmp_path, min_interval_s=0.0)
+  with pytest.raises(_Killed):
+    train_lib.train(CONFIG, config, corpus, checkpointer=checkpointer,
+                    on_step=kill_after_step_27)
+  checkpointer.close()
+  checkpointer = train_lib.RunCheckpointer(tmp_path, min_interval_s=0.0)
+  assert checkpointer.latest_step() == 24  # every 10% of 40 steps
+  resumed = train_lib.train(CONFIG, config, corpus, checkpointer=checkpointer)
+  checkpointer.close()
+  assert resumed.resumed_from_step == 24
+  assert resumed.curve == reference.curve
+
+
+def test_budget_smaller_than_one_step_is_rejected(corpus):
+  with pytest.raises(ValueError, match="smaller than one step"):
+    train_lib.num_steps(100, 16, 32)
+  with pytest.raises(ValueError, match="smaller than one step"):
+    train_lib.train(CONFIG, _train_config(tokens=511), corpus)
+
+
+def test_vocab_mismatch_is_rejected():
+  tiny = corpus_lib.markov_corpus(16, train_tokens=4096, heldout_tokens=4096)
+  with pytest.raises(ValueError, match="vocab_size=16"):
+    train_lib.train(CONFIG, _train_config(), tiny)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(tokens=0), "tokens"), (dict(batch_size=-1), "batch_size"),
+    (dict(learning_rate=0.0), "learning_rate"), (dict(warmup_fraction=1.0), "warmup"),
+])
+def test_bad_train_config_is_rejected(overrides, match):
+  with pytest.raises(ValueError, match=match):
+    _train_config(**overrides)
+
+
+def test_schedule_warms_up_then_decays_to_final_at_last_step():
+  lrs = [train_lib.learning_rate_at(s, peak=1.0, warmup_steps=10, total_steps=100,
+                                    final_fraction=0.1) for s in range(100)]
+  assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+  assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+  assert lrs[-1] == pytest.approx(0.1)
+
+
+def test_size_rules():
+  small = ModelConfig(vocab_size=256, d_model=32, n_layers=2, n_heads=2, d_ff=128, context=64)
+  big = ModelConfig(vocab_size=256, d_model=256, n_layers=4, n_heads=8, d_ff=1024, context=64)
+  assert train_lib.default_learning_rate(small) > train_lib.default_learning_rate(big)
+  assert train_lib.default_learning_rate(small) <= 1e-2
+  assert train_lib.default_batch_size(small) <= train_lib.default_batch_size(big)
