@@ -1,0 +1,149 @@
+"""Figures: every PNG is written with its size, bands appear exactly with a bootstrap, bad input is one error line."""
+
+import json
+import struct
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jaxscale import cli, fitting, laws, plots, resampling, simulate
+
+DPI = 40  # small PNGs keep the tests fast; the size check scales with it
+SIZES_IN = {"loss_vs_compute": (8.0, 5.5), "frontier": (11.0, 4.8), "isoflop": (12.0, 5.0), "bootstrap": (12.0, 6.4)}
+
+
+def png_size(path):
+  data = path.read_bytes()
+  assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+  width, height = struct.unpack(">II", data[16:24])
+  return width, height
+
+
+@pytest.fixture(scope="module")
+def isoflop_runs():
+  return simulate.simulate("chinchilla", laws.preset("chinchilla", "besiroglu2024"), noise=0.005, seed=0)
+
+
+@pytest.fixture(scope="module")
+def plain_fit(isoflop_runs):
+  return fitting.fit("chinchilla", isoflop_runs)
+
+
+@pytest.fixture(scope="module")
+def bootstrapped_fit(plain_fit):
+  """A bootstrap section without running the bootstrap: samples scattered about the estimate."""
+  law = laws.get("chinchilla")
+  rng = np.random.default_rng(0)
+  estimate = np.array([plain_fit.params[k] for k in law.natural_names])
+  samples = estimate * np.exp(rng.normal(0.0, [0.01, 0.05, 0.05, 0.02, 0.02], size=(200, 5)))
+  boot = resampling.BootstrapResult(
+      law="chinchilla", names=law.natural_names, samples=samples, fit_samples=np.log(samples),
+      estimate=dict(plain_fit.params), n=200, seed=0, cluster=None, converged=np.ones(200, bool),
+  )
+  return resampling.attach(plain_fit, boot)
+
+
+def check_written(paths, names):
+  assert [p.stem for p in paths] == names
+  for path in paths:
+    width, height = SIZES_IN[path.stem]
+    assert png_size(path) == (round(width * DPI), round(height * DPI)), path.name
+    assert path.stat().st_size > 5000, f"{path.name} looks empty"
+
+
+def test_without_bootstrap_three_figures_and_no_bands(plain_fit, isoflop_runs, tmp_path):
+  with pytest.warns(plots.PlotWarning, match="no bootstrap section"):
+    paths = plots.plot_all(plain_fit, isoflop_runs, tmp_path / "figs", dpi=DPI)
+  check_written(paths, ["loss_vs_compute", "frontier", "isoflop"])
+  figure = plots.loss_vs_compute(plain_fit, isoflop_runs)
+  assert not figure.axes[0].collections[1:], "a band was drawn without bootstrap samples"
+
+
+def test_with_bootstrap_four_figures_and_bands_around_the_estimate(bootstrapped_fit, isoflop_runs, tmp_path):
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", plots.PlotWarning)
+    paths = plots.plot_all(bootstrapped_fit, isoflop_runs, tmp_path, dpi=DPI)
+  check_written(paths, ["loss_vs_compute", "frontier", "isoflop", "bootstrap"])
+
+  axes = plots.loss_vs_compute(bootstrapped_fit, isoflop_runs).axes[0]
+  bands = axes.collections[1:]  # [0] holds the runs
+  assert len(bands) == 1
+  (line,) = [l for l in axes.get_lines() if l.get_label().startswith("fit")]
+  compute_K, loss_K = line.get_data()
+  vertices = bands[0].get_paths()[0].vertices
+  for c, loss in zip(compute_K[::10], loss_K[::10]):
+    at = vertices[np.isclose(vertices[:, 0], c, rtol=1e-12), 1]
+    assert at.min() < loss < at.max(), f"estimate {loss} outside its band {at} at C={c:g}"
+  assert compute_K.max() == pytest.approx(isoflop_runs.C.max() * 100, rel=1e-9), "curve should reach 2 decades past the data"
+
+
+def test_bootstrap_panels_mark_estimate_and_interval(bootstrapped_fit):
+  figure = plots.bootstrap_histograms(bootstrapped_fit)
+  ci = bootstrapped_fit.extras["bootstrap"]["ci95"]
+  shown = [a for a in figure.axes if a.get_visible()]
+  assert [a.get_title().split(" = ")[0] for a in shown] == ["E", "A", "B", "alpha", "beta"]
+  for axes in shown:
+    name = axes.get_title().split(" = ")[0]
+    vertical = sorted(float(l.get_xdata()[0]) for l in axes.get_lines())
+    assert vertical == pytest.approx(sorted([*ci[name], bootstrapped_fit.params[name]]))
+
+
+def test_bootstrap_figure_needs_a_bootstrap(plain_fit):
+  with pytest.raises(ValueError, match="--bootstrap"):
+    plots.bootstrap_histograms(plain_fit)
+
+
+def test_runs_that_are_not_isoflop_shaped_skip_that_figure(plain_fit, tmp_path):
+  N = np.geomspace(1e8, 1e10, 20)
+  D = 20.0 * N  # Kaplan-style: one run per budget, budgets 0.4 dex apart
+  runs = simulate.simulate("chinchilla", plain_fit.params, design=pd.DataFrame({"N": N, "D": D, "C": 6 * N * D}), seed=1)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", plots.PlotWarning)
+    paths = plots.plot_all(plain_fit, runs, tmp_path, dpi=DPI)
+  assert [p.stem for p in paths] == ["loss_vs_compute", "frontier"]
+  notes = [str(w.message) for w in caught if w.category is plots.PlotWarning]
+  assert any(n.startswith("isoflop.png skipped: the runs are not IsoFLOP-shaped") for n in notes), notes
+
+
+def test_cli_writes_and_prints_the_paths(bootstrapped_fit, isoflop_runs, tmp_path, capsys):
+  fit_json, runs_csv = tmp_path / "fit.json", tmp_path / "runs.csv"
+  bootstrapped_fit.to_json(fit_json)
+  isoflop_runs.frame.rename(columns={"loss": "final_loss"}).to_csv(runs_csv, index=False)
+  argv = ["plot", str(fit_json), str(runs_csv), "--column", "final_loss=loss", "--out", str(tmp_path / "out"), "--dpi", str(DPI)]
+  assert cli.main(argv) == 0
+  printed = capsys.readouterr().out.split()
+  assert [p.rsplit("/", 1)[-1] for p in printed] == ["loss_vs_compute.png", "frontier.png", "isoflop.png", "bootstrap.png"]
+  assert all((tmp_path / "out" / p.rsplit("/", 1)[-1]).exists() for p in printed)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"format": "jaxscale.isoflop"}', "not a jaxscale fit"),
+    ("N,D,loss\n1,2,3\n", "not a jaxscale fit"),
+    (None, "no such fit file"),
+])
+def test_cli_rejects_a_non_fit_file(isoflop_runs, tmp_path, capsys, content, message):
+  fit_path, runs_csv = tmp_path / "not_a_fit.json", tmp_path / "runs.csv"
+  if content is not None:
+    fit_path.write_text(content)
+  isoflop_runs.frame.to_csv(runs_csv, index=False)
+  assert cli.main(["plot", str(fit_path), str(runs_csv), "--out", str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and message in err and err.count("\n") == 1
+  assert not (tmp_path / "out").exists()
+
+
+def test_plotting_leaves_pyplot_and_the_backend_alone(bootstrapped_fit, tmp_path):
+  fit_json = tmp_path / "fit.json"
+  bootstrapped_fit.to_json(fit_json)
+  script = (
+      "import sys, matplotlib; matplotlib.use('svg'); from jaxscale import plots; "
+      f"plots.bootstrap_histograms({str(fit_json)!r}).savefig({str(tmp_path / 'b.png')!r}); "
+      "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
+  )
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+  assert out == ["svg", "False"]
+  assert png_size(tmp_path / "b.png")[0] > 0
