@@ -1,5 +1,6 @@
 """Batched refits: equal to single fits, recover each group's law, and do not depend on the device count."""
 
+import functools
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxscale import batch, fitting, laws, runs as runs_lib
+from jaxscale import batch, fitting, laws, resampling, runs as runs_lib
 from tests.conftest import CHINCHILLA_CSV
 
 # Three datasets with different exponents and sizes (so the batch needs padding).
@@ -64,9 +65,9 @@ def test_fit_by_recovers_each_groups_law():
 
 def test_a_list_of_run_sets_is_keyed_by_position():
   frame = three_groups()
-  parts = [frame[frame.dataset == name] for name in ("web", "c4")]
+  parts = [frame[frame.dataset == name] for name in ("web", "c4", "pile")]  # the shapes of fit_by's batch: no recompile
   fits = batch.fit_many("chinchilla", parts, keep=16)
-  assert list(fits) == [0, 1]
+  assert list(fits) == [0, 1, 2]
   assert _relative(fits[0].params, GROUP_PARAMS["web"]) < 1e-5
 
 
@@ -100,43 +101,57 @@ def test_map_sharded_pads_and_cuts_the_batch():
   np.testing.assert_array_equal(out, [5.0, 50.0, 149.0, 302.0, 509.0])
 
 
+BOOTSTRAP = dict(n=21, seed=3, chunk=12)
+
+
+@functools.cache
+def one_device_bootstrap():
+  """The sharded bootstrap on one device, the reference for 8 devices and for 2 processes."""
+  data = runs_lib.read(CHINCHILLA_CSV).drop_highest_loss(5)
+  fit = fitting.fit("chinchilla", data)
+  return fit, batch.bootstrap_sharded("chinchilla", data, fit=fit, devices=1, **BOOTSTRAP)
+
+
 # Runs with 8 host devices, which JAX fixes at start-up: hence a subprocess.
 EIGHT_DEVICES = textwrap.dedent(
     """
     import json, sys
-    import numpy as np, jax
-    from jaxscale import batch, resampling, runs
-    from tests.test_batch import three_groups
+    import jax
+    from jaxscale import batch, fitting, runs
+    from tests.test_batch import BOOTSTRAP, three_groups
     assert len(jax.local_devices()) == 8
-    frame = three_groups()
-    out = {}
-    for k in (1, 8):
-      fits = batch.fit_by("chinchilla", frame, "dataset", keep=16, devices=k)
-      out[f"fits{k}"] = {name: fit.fit_params for name, fit in fits.items()}
+    fits = batch.fit_by("chinchilla", three_groups(), "dataset", keep=16, devices=8)
     data = runs.read(sys.argv[1]).drop_highest_loss(5)
-    for k in (1, 8):
-      boot = batch.bootstrap_sharded("chinchilla", data, n=21, seed=3, devices=k, chunk=12)
-      out[f"boot{k}"] = {"samples": boot.samples.tolist(), "ci95": boot.ci95}
-    reference = resampling.bootstrap("chinchilla", data, n=21, seed=3)
-    out["reference"] = {"samples": reference.samples.tolist(), "ci95": reference.ci95}
+    boot = batch.bootstrap_sharded("chinchilla", data, fit=fitting.FitResult.from_json(sys.argv[2]), devices=8, **BOOTSTRAP)
+    out = {"fits": {name: fit.fit_params for name, fit in fits.items()}, "samples": boot.samples.tolist(), "ci95": boot.ci95}
     print(json.dumps(out))
     """
 )
 
 
 @pytest.mark.slow
-def test_one_and_eight_host_devices_give_the_same_answers():
+def test_one_and_eight_host_devices_give_the_same_answers(tmp_path):
+  fit, boot = one_device_bootstrap()
+  fit.to_json(tmp_path / "fit.json")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   done = subprocess.run(
-      [sys.executable, "-c", EIGHT_DEVICES, str(CHINCHILLA_CSV)], env=env, cwd=repo, capture_output=True, text=True, timeout=300
+      [sys.executable, "-c", EIGHT_DEVICES, str(CHINCHILLA_CSV), str(tmp_path / "fit.json")],
+      env=env, cwd=repo, capture_output=True, text=True, timeout=300,
   )
   assert done.returncode == 0, done.stderr[-3000:]
   out = json.loads(done.stdout.strip().splitlines()[-1])
-  for name in GROUP_PARAMS:
-    assert _relative(out["fits8"][name], out["fits1"][name]) < 1e-12, name
-  np.testing.assert_allclose(out["boot8"]["samples"], out["boot1"]["samples"], rtol=1e-6)
-  for name, (low, high) in out["boot1"]["ci95"].items():
-    np.testing.assert_allclose(out["boot8"]["ci95"][name], [low, high], rtol=1e-6)
-    # The sharded bootstrap is the library's bootstrap, replicate for replicate.
-    np.testing.assert_allclose(out["reference"]["ci95"][name], [low, high], rtol=1e-6)
+  one_device = batch.fit_by("chinchilla", three_groups(), "dataset", keep=16, devices=1)
+  for name, fit_1 in one_device.items():
+    assert _relative(out["fits"][name], fit_1.fit_params) < 1e-12, name
+  np.testing.assert_allclose(out["samples"], boot.samples, rtol=1e-6)
+  for name, interval in boot.ci95.items():
+    np.testing.assert_allclose(out["ci95"][name], interval, rtol=1e-6)
+
+
+def test_sharded_bootstrap_is_the_librarys_bootstrap():
+  fit, boot = one_device_bootstrap()
+  reference = resampling.bootstrap("chinchilla", runs_lib.read(CHINCHILLA_CSV).drop_highest_loss(5), fit=fit, **BOOTSTRAP)
+  np.testing.assert_allclose(boot.samples, reference.samples, rtol=1e-9)
+  for name, interval in reference.ci95.items():
+    np.testing.assert_allclose(boot.ci95[name], interval, rtol=1e-9)
