@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from jaxscale import commands
 
@@ -50,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     result = resampling.attach(result, boot)
   elif args.cluster:
     raise ValueError("--cluster only applies with --bootstrap B")
+  from jaxscale import diagnostics
+
+  findings = diagnostics.diagnose(result, runs)
+  for finding in findings:
+    if finding.severity == "warning":
+      print(f"warning: {finding.message}", file=sys.stderr)
   if args.out:
     result.to_json(args.out)
   if args.format == "json":
@@ -59,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
       section = {k: v for k, v in data["extras"]["bootstrap"].items() if k != "samples"}
       data["bootstrap"] = section
     data.pop("extras")
+    data["diagnostics"] = [finding.to_dict() for finding in findings]
     commands.print_json(data)
   else:
     print(render(result))
