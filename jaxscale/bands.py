@@ -76,8 +76,8 @@ def _quantiles(law, theta_BxP, log_inputs, levels_K, *, chunk):
 
   def one_chunk(log_inputs_chunk):
     log_loss_BxQ = jax.vmap(lambda theta: law.log_loss(law.unflatten(theta), log_inputs_chunk))(theta_BxP)
-    # Quantiles of log loss map to quantiles of loss: exp is monotone.
-    return jnp.exp(jnp.nanquantile(log_loss_BxQ, levels_K, axis=0))
+    # NaN marks a failed replicate's parameters: ignored, not propagated.
+    return jnp.nanquantile(jnp.exp(log_loss_BxQ), levels_K, axis=0)
 
   return jax.lax.map(one_chunk, chunks).transpose(1, 0, 2).reshape(levels_K.shape[0], num_queries)
 

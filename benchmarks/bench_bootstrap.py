@@ -1,0 +1,98 @@
+"""jaxscale's bootstrap vs Besiroglu et al.'s per-replicate scipy loop, same data, one run.
+
+Data: the Chinchilla runs (../shared/data), five highest-loss runs dropped.
+jaxscale: `resampling.bootstrap` with 4,000 replicates, first call (incl. compile)
+and steady state, plus the whole CLI `jaxscale fit ... --bootstrap 4000`
+(start-up, fit and bootstrap; persistent compilation cache as users get it).
+scipy: L-BFGS-B on the summed Huber objective (delta 1e-3) per replicate, warm
+started from the full-data fit like jaxscale (Besiroglu et al. restart from a
+grid, which is slower still); timed on a few replicates and extrapolated linearly
+to 4,000.
+
+  python benchmarks/bench_bootstrap.py [--repeats 3] [--scipy-replicates 50]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxscale import fitting, resampling, runs as runs_lib
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
+REPLICATES = 4000
+
+
+def scipy_bootstrap(runs, fit, replicates, seed=0):
+  from scipy.optimize import minimize
+  from scipy.special import huber, logsumexp
+
+  log_N, log_D, log_L = np.log(runs.N), np.log(runs.D), np.log(runs.loss)
+  rng = np.random.default_rng(seed)
+  theta0 = np.array([fit.fit_params[k] for k in ("a", "b", "e", "alpha", "beta")])
+  out = []
+  for _ in range(replicates):
+    idx = rng.integers(0, len(log_L), len(log_L))
+    n, d, l = log_N[idx], log_D[idx], log_L[idx]
+
+    def objective(t):
+      pred = logsumexp([t[0] - t[3] * n, t[1] - t[4] * d, np.full_like(n, t[2])], axis=0)
+      return np.sum(huber(1e-3, pred - l))
+
+    out.append(minimize(objective, theta0, method="L-BFGS-B").x)
+  return np.array(out)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--scipy-replicates", type=int, default=50)
+  args = parser.parse_args()
+  runs = runs_lib.read(DATA).drop_highest_loss(5)
+  fit = fitting.fit("chinchilla", runs)
+
+  start = time.perf_counter()
+  boot = resampling.bootstrap("chinchilla", runs, n=REPLICATES, seed=0, fit=fit)
+  first = time.perf_counter() - start
+  steady = []
+  for _ in range(args.repeats):
+    start = time.perf_counter()
+    resampling.bootstrap("chinchilla", runs, n=REPLICATES, seed=0, fit=fit)
+    steady.append(time.perf_counter() - start)
+
+  cli = []
+  command = [sys.executable, "-m", "jaxscale", "fit", str(DATA), "--law", "chinchilla", "--drop-highest", "5",
+             "--bootstrap", str(REPLICATES), "--format", "json"]
+  for _ in range(args.repeats):
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=os.environ)
+    cli.append(time.perf_counter() - start)
+
+  scipy_times = []
+  for _ in range(max(1, args.repeats - 1)):
+    start = time.perf_counter()
+    scipy_bootstrap(runs, fit, args.scipy_replicates)
+    scipy_times.append((time.perf_counter() - start) * REPLICATES / args.scipy_replicates)
+
+  jax_steady, jax_cli, scipy_full = statistics.median(steady), statistics.median(cli), statistics.median(scipy_times)
+  load = os.getloadavg()[0]
+  print(f"Bootstrap of the Chinchilla law, {REPLICATES} replicates, 240 runs, {os.cpu_count()} CPU cores "
+        f"(load average {load:.1f} at the end); medians of {args.repeats} runs.\n")
+  print("| method | seconds | vs scipy |")
+  print("|---|---|---|")
+  print(f"| scipy L-BFGS-B loop (timed on {args.scipy_replicates} replicates, x{REPLICATES // args.scipy_replicates} extrapolated) "
+        f"| {scipy_full:.1f} | 1x |")
+  print(f"| jaxscale bootstrap, first call incl. compile | {first:.2f} | {scipy_full / first:.0f}x |")
+  print(f"| jaxscale bootstrap, steady state | {jax_steady:.2f} | {scipy_full / jax_steady:.0f}x |")
+  print(f"| `jaxscale fit --bootstrap {REPLICATES}` CLI, whole process | {jax_cli:.2f} | {scipy_full / jax_cli:.0f}x |")
+  print(f"\njaxscale: {boot.num_converged}/{REPLICATES} replicates converged; 95% CIs "
+        + ", ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in boot.ci95.items()))
+
+
+if __name__ == "__main__":
+  main()
