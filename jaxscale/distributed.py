@@ -256,7 +256,7 @@ def merge_run_sets(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
         same = bool(np.isclose(a, b, rtol=1e-9, atol=0.0)) if numeric else a == b
         if not same:
           raise ValueError(
-              f"run {run_id} is recorded twice with different {column!r}: {a!r} in {first['_source']} and {b!r} in "
+              f"run {run_id} is recorded twice with different {column!r}: {a} in {first['_source']} and {b} in "
               f"{other['_source']}; keep one of the two rows (or re-run that run) before merging"
           )
   merged = table.drop_duplicates("run_id", keep="first").drop(columns="_source")
