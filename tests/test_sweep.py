@@ -14,6 +14,8 @@ import pytest
 from jaxscale import model as model_lib
 from jaxscale import sweep
 
+# The same shape, batch and eval size as test_train.CONFIG, so the in-process
+# reference run reuses its compiled steps.
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,14 +99,17 @@ def test_cli_prints_one_error_line(tmp_path):
 def _write_config(path, budgets):
   path.write_text(json.dumps({
       "name": "killable", "sizes": [TINY], "token_budgets": budgets, "context": 32,
-      "batch_size": 8, "eval_tokens": 1024, "num_evals": 4, "learning_rate": 3e-3}))
+      "batch_size": 16, "eval_tokens": 2048, "num_evals": 4, "learning_rate": 3e-3}))
 
 
-def _start(config, out):
+def _start(config, out, cache):
+  # A persistent compilation cache lets the restarted process skip recompiling.
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   return subprocess.Popen(
       [sys.executable, "-m", "jaxscale.sweep", "sweep", "--config", str(config),
-       "--out", str(out), "--checkpoint-min-interval-s", "0"],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+       "--out", str(out), "--checkpoint-min-interval-s", "0.3"],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _committed_steps(folder):
@@ -118,11 +123,11 @@ def killed_and_resumed(tmp_path_factory):
   """A 3-run sweep SIGKILLed mid-way through run 2, then run again to the end."""
   tmp = tmp_path_factory.mktemp("sweep")
   config, out = tmp / "plan.json", tmp / "out"
-  budgets = [8 * 32 * 20, 8 * 32 * 600, 8 * 32 * 30]
+  budgets = [16 * 32 * 20, 16 * 32 * 400, 16 * 32 * 30]
   _write_config(config, budgets)
   plan = sweep.plan_from_config(config)
   first, second, _ = (s.run_id for s in plan.runs)
-  process = _start(config, out)
+  process = _start(config, out, tmp / "jax-cache")
   deadline = time.monotonic() + 120
   killed_at = None
   while time.monotonic() < deadline and process.poll() is None:
@@ -141,7 +146,7 @@ def killed_and_resumed(tmp_path_factory):
     out_text, err_text = process.communicate()
     pytest.fail(f"sweep was not caught mid-run 2: rc={process.returncode}\n{err_text}")
   before = pd.read_csv(out / "runs.csv", dtype={"run_id": str})
-  process = _start(config, out)
+  process = _start(config, out, tmp / "jax-cache")
   stdout, stderr = process.communicate(timeout=180)
   assert process.returncode == 0, stderr
   return dict(plan=plan, out=out, before=before, killed_at=killed_at, config=config,
@@ -190,7 +195,7 @@ def test_resumed_run_equals_uninterrupted_run(killed_and_resumed):
 @pytest.mark.slow
 def test_different_plan_in_same_folder_is_rejected(killed_and_resumed, tmp_path):
   other = tmp_path / "other.json"
-  _write_config(other, [8 * 32 * 20, 8 * 32 * 25])
+  _write_config(other, [16 * 32 * 20, 16 * 32 * 25])
   with pytest.raises(ValueError, match="already holds a different plan"):
     sweep.run_sweep(str(other), killed_and_resumed["out"], progress=False)
 

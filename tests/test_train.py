@@ -9,7 +9,7 @@ from jaxscale import corpus as corpus_lib
 from jaxscale import train as train_lib
 from jaxscale.model import ModelConfig
 
-CONFIG = ModelConfig(vocab_size=256, d_model=32, n_layers=1, n_heads=2, d_ff=64,
+CONFIG = ModelConfig(vocab_size=256, d_model=16, n_layers=1, n_heads=2, d_ff=32,
                      context=32)
 
 
@@ -25,13 +25,14 @@ def _train_config(**overrides):
   return train_lib.TrainConfig(**fields)
 
 
+@pytest.mark.slow
 def test_loss_falls_towards_entropy_rate_from_above(corpus):
   result = train_lib.train(CONFIG, _train_config(), corpus)
   losses = [point["loss"] for point in result.curve]
   assert result.steps == 120 and result.tokens == 120 * 16 * 32
   assert [p["step"] for p in result.curve] == [30, 60, 90, 120]
-  assert losses[-1] < losses[0] < math.log(256)
-  assert losses[-1] < 0.75 * math.log(256)
+  assert losses[-1] < losses[0] - 0.3 and losses[0] < math.log(256)  # below uniform
+  assert losses[-1] < 0.8 * math.log(256)
   assert losses[-1] > corpus.entropy_rate
   assert 0 < result.accuracy <= 1
 
@@ -58,6 +59,7 @@ class _Killed(Exception):
   pass
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_equals_uninterrupted_run(corpus, tmp_path):
   config = _train_config(tokens=16 * 32 * 40)
   reference = train_lib.train(CONFIG, config, corpus)
