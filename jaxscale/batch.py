@@ -435,3 +435,47 @@ def bootstrap_sharded(
       law, runs, np.arange(n), fit=fit, seed=seed, cluster=cluster, dtype=dtype, devices=devices, **options
   )
   return bootstrap_result(law, fit, theta, converged, seed=seed, cluster=cluster)
+
+
+# --- CLI (called by `jaxscale fit --by COLUMN` / `--devices K`) --------------------------------
+
+
+def run_by(args, runs: runs_lib.RunSet) -> int:
+  """``jaxscale fit RUNS --by COLUMN``: one fit per value, a table keyed by value or one JSON object.
+
+  Args:
+    args: the fit command's arguments (``law``, ``loss``, ``delta``, ``keep``,
+      ``max_steps``, ``dtype``, ``by``, ``devices``, ``format``, ``out``).
+    runs: the loaded run set.
+
+  Returns:
+    The exit code.
+  """
+  from jaxscale import commands
+
+  if args.bootstrap:
+    raise ValueError("--by fits one law per group; run --bootstrap on one group at a time (filter the runs first)")
+  devices = local_devices(args.devices)
+  fits = fit_by(
+      args.law, runs, args.by, loss=args.loss, delta=args.delta, keep=args.keep or None,
+      max_steps=args.max_steps, dtype=args.dtype, devices=devices,
+  )
+  data = {str(value): {k: v for k, v in fit.to_dict().items() if k != "extras"} for value, fit in fits.items()}
+  if args.out:
+    import json
+
+    with open(args.out, "w") as f:
+      json.dump({"by": args.by, "devices": len(devices), "fits": data}, f, indent=2, default=float)
+  if args.format == "json":
+    commands.print_json({"by": args.by, "devices": len(devices), "fits": data})
+    return 0
+  names = list(next(iter(fits.values())).params)
+  rows = [
+      [str(value), str(fit.runs_used), *(commands.format_number(fit.params[n]) for n in names), f"{fit.objective:.6g}",
+       "yes" if fit.converged else "NO"]
+      for value, fit in fits.items()
+  ]
+  law = next(iter(fits.values())).law_object
+  print(f"law  {law.name}  ({law.formula}), one fit per {args.by} on {len(devices)} device(s)\n")
+  print(commands.table(rows, [args.by, "runs", *names, "objective", "converged"]))
+  return 0

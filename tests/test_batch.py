@@ -155,3 +155,21 @@ def test_sharded_bootstrap_is_the_librarys_bootstrap():
   np.testing.assert_allclose(boot.samples, reference.samples, rtol=1e-9)
   for name, interval in reference.ci95.items():
     np.testing.assert_allclose(boot.ci95[name], interval, rtol=1e-9)
+
+
+def test_run_by_prints_one_json_object_keyed_by_value(tmp_path, capsys):
+  import argparse
+
+  path = tmp_path / "runs.csv"
+  three_groups().to_csv(path, index=False)
+  args = argparse.Namespace(
+      law="chinchilla", loss="huber", delta=1e-3, keep=16, max_steps=300, dtype="float64", by="dataset",
+      devices=None, format="json", out=None, bootstrap=0,
+  )
+  assert batch.run_by(args, runs_lib.read(path)) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert (out["by"], out["devices"], list(out["fits"])) == ("dataset", 1, ["c4", "pile", "web"])
+  assert out["fits"]["pile"]["params"]["alpha"] == pytest.approx(0.30, rel=1e-5)
+  args.format = "table"
+  batch.run_by(args, runs_lib.read(path))
+  assert "dataset  runs  E" in capsys.readouterr().out
