@@ -1,0 +1,103 @@
+"""Trainer throughput and model FLOPs utilisation (MFU) on this machine.
+
+Measures the float32 matmul peak (a large ``jnp.dot``, timed in the same process),
+then, for each size of the ``demo`` preset (plus the top of the ladder), the trained
+tokens per second of the real jitted train step and
+
+    MFU = flops_per_token * tokens_per_s / peak
+
+with ``flops_per_token`` in Kaplan's convention (:func:`jaxscale.model.flops_per_token`).
+Prints a Markdown table of medians over repeats.
+
+    python benchmarks/bench_trainer.py [--sizes d64x2 d256x4] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxscale import corpus as corpus_lib
+from jaxscale import model as model_lib
+from jaxscale import sweep
+from jaxscale import train as train_lib
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 7) -> float:
+  """Median FLOP/s of an ``n x n`` float32 matmul."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, b).block_until_ready()
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(5):
+      out = dot(a, b)
+    out.block_until_ready()
+    rates.append(5 * 2 * n**3 / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: int,
+                         steps: int, repeats: int) -> float:
+  """Median tokens/s of the compiled train step, data generation included."""
+  train_config = train_lib.TrainConfig(tokens=batch_size * config.context * steps,
+                                       batch_size=batch_size, learning_rate=1e-3)
+  graphdef, params, opt_state = train_lib.init_state(config, train_config)
+  step_fn = train_lib.compiled_steps(config, graphdef, train_config).train
+  lr = np.float32(1e-3)
+  for i in range(3):  # compile and warm up
+    batch = corpus.batch("train", i, batch_size=batch_size, context=config.context, seed=0)
+    params, opt_state, loss = step_fn(params, opt_state, batch, lr)
+  loss.block_until_ready()
+  rates = []
+  for r in range(repeats):
+    start = time.perf_counter()
+    for i in range(steps):
+      batch = corpus.batch("train", 1000 * r + i, batch_size=batch_size,
+                           context=config.context, seed=0)
+      params, opt_state, loss = step_fn(params, opt_state, batch, lr)
+    loss.block_until_ready()
+    rates.append(steps * batch_size * config.context / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+def main() -> None:
+  demo_sizes = list(dict.fromkeys(sweep.size_name(s.model)
+                                  for s in sweep.make_plan("demo").runs))
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--sizes", nargs="+", default=demo_sizes + ["d256x4"])
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--seconds", type=float, default=1.5,
+                      help="rough length of one timed repeat")
+  args = parser.parse_args()
+
+  corpus = corpus_lib.markov_corpus()
+  peak = matmul_peak_flops()
+  print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s);"
+        f" float32 matmul peak (2048^3 jnp.dot, median): {peak / 1e9:.1f} GFLOP/s\n")
+  print("| size | N (non-emb) | batch x context | FLOPs/token | tokens/s | GFLOP/s | MFU |")
+  print("|---|---:|---:|---:|---:|---:|---:|")
+  for name in args.sizes:
+    config = sweep.size_config(name)
+    batch_size = train_lib.default_batch_size(config)
+    per_token = model_lib.flops_per_token(config)
+    # Size the timed loop to ~args.seconds at a guessed 30% of peak.
+    guess = 0.3 * peak / per_token
+    steps = max(5, int(args.seconds * guess / (batch_size * config.context)))
+    rate = trainer_tokens_per_s(config, corpus, batch_size=batch_size, steps=steps,
+                                repeats=args.repeats)
+    achieved = per_token * rate
+    print(f"| {name} | {model_lib.count_params(config)['non_embedding']:,} |"
+          f" {batch_size} x {config.context} | {per_token / 1e6:.2f}M | {rate:,.0f} |"
+          f" {achieved / 1e9:.1f} | {achieved / peak:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
