@@ -468,21 +468,24 @@ def bands(samples: Allocation, level: float = 0.95) -> dict[str, tuple[np.ndarra
 def bootstrap_params(fit, law: laws_lib.Law | None = None) -> dict[str, np.ndarray] | None:
   """Natural-parameter arrays of shape ``(B,)`` from ``fit.extras["bootstrap"]["samples"]``.
 
-  The samples are a ``B x P`` list in ``law.natural_names`` order. Returns None
-  when the fit has no bootstrap.
+  The samples are a ``B x P`` list in the order of ``bootstrap["names"]``
+  (default ``law.natural_names``); replicates with a non-finite value are
+  dropped. Returns None when the fit has no bootstrap.
   """
   boot = (fit.extras or {}).get("bootstrap") or {}
   if "samples" not in boot:
     return None
   law = law or laws_lib.get(fit.law)
   samples = np.asarray(boot["samples"], np.float64)
-  if samples.ndim != 2 or samples.shape[1] != len(law.natural_names):
+  names = tuple(boot.get("names") or law.natural_names)
+  if samples.ndim != 2 or samples.shape[1] != len(names) or set(names) != set(law.natural_names):
     raise ValueError(
         f"fit extras.bootstrap.samples must be B x {len(law.natural_names)} ({', '.join(law.natural_names)}), "
         f"got shape {samples.shape}; re-create the fit with `jaxscale fit --bootstrap B --out`"
     )
   finite = np.all(np.isfinite(samples), axis=1)  # a failed replicate is dropped, not propagated
-  return {name: samples[finite, i] for i, name in enumerate(law.natural_names)}
+  columns = {name: samples[finite, i] for i, name in enumerate(names)}
+  return {name: columns[name] for name in law.natural_names}
 
 
 def frontier(
@@ -511,8 +514,9 @@ def frontier(
 
   Returns:
     Rows with ``compute, N, D, tokens_per_param, loss`` (and ``target_loss``),
-    plus ``N_ci95, D_ci95, loss_ci95, tokens_per_param_ci95`` (and
-    ``compute_ci95`` for targets) as ``[low, high]`` when ``samples`` is given.
+    plus ``N_ci95, D_ci95, tokens_per_param_ci95`` and ``loss_ci95`` (for
+    targets ``compute_ci95`` instead) as ``[low, high]`` when ``samples`` is
+    given.
   """
   if (compute is None) == (target_loss is None):
     raise ValueError("give exactly one of compute (a budget in FLOPs) or target_loss")
@@ -529,7 +533,8 @@ def frontier(
   if samples is not None:
     suffix = f"_ci{round(level * 100):d}"
     low_high = bands(solve(law, samples, levels), level)
-    shown = ["N", "D", "tokens_per_param", "loss"] + (["compute"] if target_loss is not None else [])
+    # For a target the loss is fixed and the compute is what varies.
+    shown = ["N", "D", "tokens_per_param"] + (["loss"] if target_loss is None else ["compute"])
     for k, row in enumerate(rows):
       for name in shown:
         row[name + suffix] = [float(low_high[name][0][k]), float(low_high[name][1][k])]

@@ -79,7 +79,7 @@ def render(law_name: str, source: str, rows: list[dict], with_bands: bool) -> st
   columns = (["target_loss"] if "target_loss" in rows[0] else []) + ["compute", "N", "D", "tokens_per_param", "loss"]
   header = list(columns)
   if with_bands:
-    header += [f"{name}_ci95" for name in ("N", "D", "loss") + (("compute",) if "target_loss" in rows[0] else ())]
+    header += [f"{name}_ci95" for name in ("N", "D", "compute" if "target_loss" in rows[0] else "loss")]
   body = []
   for row in rows:
     line = [commands.format_number(row[c]) for c in columns]
