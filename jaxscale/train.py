@@ -412,6 +412,9 @@ def train(model_config: model_lib.ModelConfig, train_config: TrainConfig, corpus
       wall = previous_wall + time.monotonic() - started
       checkpointer.save(done, jax.tree.leaves((params, opt_state)),
                         dict(step=done, curve=curve, wall_time_s=wall,
+                             # Batch i is corpus.batch(..., step=i, seed=seed): the
+                             # data stream resumes at next_batch.
+                             data_position=dict(seed=train_config.seed, next_batch=done),
                              train_config=train_config.to_dict(),
                              model_config=model_config.to_dict()))
   final = curve[-1]
