@@ -29,6 +29,30 @@ _EXPORTS = {
     "RunSetError": ("jaxscale.runs", "RunSetError"),
     "read_runs": ("jaxscale.runs", "read"),
     "load_runs": ("jaxscale.runs", "load"),
+    "simulate_runs": ("jaxscale.simulate", "simulate"),
+    # uncertainty
+    "bootstrap": ("jaxscale.resampling", "bootstrap"),
+    "BootstrapResult": ("jaxscale.resampling", "BootstrapResult"),
+    "attach_bootstrap": ("jaxscale.resampling", "attach"),
+    "predict": ("jaxscale.bands", "predict"),
+    "Band": ("jaxscale.bands", "Band"),
+    # planning
+    "allocate": ("jaxscale.allocation", "allocate"),
+    "allocate_for_loss": ("jaxscale.allocation", "allocate_for_loss"),
+    "frontier": ("jaxscale.allocation", "frontier"),
+    "summarize": ("jaxscale.summary", "summarize"),
+    "format_summary": ("jaxscale.summary", "format_summary"),
+    "isoflop_approach1": ("jaxscale.isoflop", "approach1"),
+    "isoflop_approach2": ("jaxscale.isoflop", "approach2"),
+    "diagnose": ("jaxscale.diagnostics", "diagnose"),
+    "validate": ("jaxscale.validation", "validate"),
+    "plot_all": ("jaxscale.plots", "plot_all"),
+    # scale
+    "fit_many": ("jaxscale.batch", "fit_many"),
+    "fit_by": ("jaxscale.batch", "fit_by"),
+    # fresh data points
+    "run_sweep": ("jaxscale.sweep", "run_sweep"),
+    "make_plan": ("jaxscale.sweep", "make_plan"),
 }
 
 __all__ = sorted(_EXPORTS)

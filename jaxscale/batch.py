@@ -26,63 +26,18 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxscale import devices as devices_lib
 from jaxscale import fitting
 from jaxscale import laws as laws_lib
 from jaxscale import resampling
 from jaxscale import runs as runs_lib
 from jaxscale import solver
 
-BATCH_AXIS = "batch"
-
-# --- Devices and sharding -------------------------------------------------------------------
-
-
-def local_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax.Device]:
-  """The local devices a batch is split over.
-
-  Args:
-    devices: ``None`` for every local device, ``K`` for the first ``K``, or the
-      devices themselves.
-
-  Returns:
-    A non-empty list of devices.
-  """
-  available = jax.local_devices()
-  if devices is None:
-    return list(available)
-  if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
-    if devices < 1:
-      raise ValueError(f"--devices must be >= 1, got {devices}")
-    if devices > len(available):
-      raise ValueError(
-          f"--devices {devices} but only {len(available)} devices are available; pass --devices {len(available)} "
-          "or fewer (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts gives N host devices)"
-      )
-    return list(available[: int(devices)])
-  devices = list(devices)
-  if not devices:
-    raise ValueError("devices is empty; pass None for all local devices or a count >= 1")
-  return devices
-
-
-def batch_sharding(devices: Sequence[jax.Device]) -> NamedSharding:
-  """Splits the leading (batch) axis over ``devices``; everything else stays whole."""
-  # Auto axes: the compiler propagates the split through the solver's while loops and
-  # top_k; explicit axes would demand sharding annotations inside the fitting code.
-  mesh = jax.make_mesh((len(devices),), (BATCH_AXIS,), (jax.sharding.AxisType.Auto,), devices=list(devices))
-  return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-
-
-def _pad_rows(array, size: int):
-  """Pads the leading axis to ``size`` with copies of the last row (discarded after the call)."""
-  array = np.asarray(array)
-  if array.shape[0] == size:
-    return array
-  return np.concatenate([array, np.repeat(array[-1:], size - array.shape[0], axis=0)])
+# Re-exported: the device helpers are part of the batch API.
+local_devices = devices_lib.local_devices
+batch_sharding = devices_lib.batch_sharding
 
 
 def map_sharded(fn: Callable[..., Any], batched_args: Sequence[Any], *, devices: int | Sequence[jax.Device] | None = None):
@@ -114,7 +69,7 @@ def map_sharded(fn: Callable[..., Any], batched_args: Sequence[Any], *, devices:
     raise ValueError(f"every batched argument needs the same leading size; got sizes {sorted(sizes)}")
   (size,) = sizes
   padded_size = len(devices) * math.ceil(size / len(devices))
-  padded = jax.tree.map(lambda leaf: _pad_rows(leaf, padded_size), list(batched_args))
+  padded = jax.tree.map(lambda leaf: devices_lib.pad_rows(leaf, padded_size), list(batched_args))
   placed = jax.device_put(padded, batch_sharding(devices))
   return jax.tree.map(lambda out: np.asarray(out)[:size], fn(*placed))
 
@@ -127,38 +82,6 @@ def _multistart_batch(law, starts_BxSxP, log_inputs, log_loss_BxR, weights_BxR, 
   """:func:`fitting.multistart` for every run set of the batch; one compiled program."""
   return jax.vmap(lambda *a: fitting.multistart(law, *a, options=options, keep=keep))(
       starts_BxSxP, log_inputs, log_loss_BxR, weights_BxR
-  )
-
-
-def _fit_result(law, states, gradient_norms, runs, *, starts: int, kept: int, loss, delta, max_steps, dtype):
-  """One run set's :class:`FitResult` from its refined starts, exactly as :func:`fitting.fit` builds it."""
-  objectives = np.asarray(states.objective, dtype=np.float64)
-  best = int(np.nanargmin(np.where(np.isfinite(objectives), objectives, np.inf)))
-  theta = np.asarray(states.theta[best], dtype=np.float64)
-  fit_params = {n: float(v) for n, v in zip(law.param_names, theta)}
-  with fitting.precision(dtype):
-    natural = {k: float(v) for k, v in law.to_natural({k: jnp.asarray(v) for k, v in fit_params.items()}).items()}
-  objective = float(objectives[best])
-  gradient_norm = float(gradient_norms[best])
-  steps = int(states.steps[best])
-  converged = bool(math.isfinite(objective) and gradient_norm <= fitting.GRADIENT_TOLERANCE[dtype] * (1.0 + abs(objective)))
-  reached = int(np.sum(objectives <= objective + fitting.SAME_OPTIMUM_RTOL * abs(objective) + fitting.SAME_OPTIMUM_ATOL))
-  return fitting.FitResult(
-      law=law.name,
-      params=natural,
-      fit_params=fit_params,
-      objective=objective,
-      converged=converged,
-      status=fitting._status(converged, steps, max_steps, gradient_norm, objective),
-      iterations=steps,
-      gradient_norm=gradient_norm,
-      runs_used=int(np.count_nonzero(runs.weight > 0)),
-      starts=starts,
-      starts_refined=kept,
-      starts_reached_best=reached,
-      loss=loss,
-      delta=float(delta),
-      dtype=dtype,
   )
 
 
@@ -238,7 +161,7 @@ def _fit_batch(law, items, *, loss, delta, keep, max_steps, dtype, devices):
     fn = functools.partial(_multistart_batch, law, options=options, keep=kept)
     states, gradient_norms = map_sharded(fn, batched, devices=devices)
   return {
-      key: _fit_result(
+      key: fitting.result_from_starts(
           law, jax.tree.map(lambda x: x[i], states), gradient_norms[i], runs,
           starts=num_starts, kept=kept, loss=loss, delta=delta, max_steps=max_steps, dtype=dtype,
       )
@@ -291,110 +214,6 @@ def fit_by(law: str | laws_lib.Law, runs: Any, column: str, **kwargs) -> dict[Ha
 # --- Sharded bootstrap -----------------------------------------------------------------------
 
 
-def refit_replicates(
-    law: laws_lib.Law,
-    runs: runs_lib.RunSet,
-    replicate_ids: np.ndarray,
-    *,
-    fit: fitting.FitResult,
-    seed: int,
-    cluster: str | None = None,
-    extra_starts: int = 4,
-    dtype: str = "float64",
-    chunk: int = resampling.DEFAULT_CHUNK,
-    steps_per_round: int = resampling.STEPS_PER_ROUND,
-    max_rounds: int = resampling.MAX_ROUNDS,
-    devices: int | Sequence[jax.Device] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Bootstrap replicates ``replicate_ids`` of ``fit``, their batch split over local devices.
-
-  The protocol of :func:`jaxscale.resampling.bootstrap` (warm start from the
-  full-data fit, rounds of ``steps_per_round`` steps for the replicates whose
-  gradient has not vanished, extra grid starts for stragglers) on its compiled
-  pieces. Replicate ``i``'s weights come from ``fold_in(key(seed), i)``, so any
-  subset of ids, on any number of devices or processes, gives the same rows.
-
-  Returns:
-    ``(theta_KxP, objective_K, converged_K)`` for the ``K`` ids, fit space.
-  """
-  replicate_ids = np.asarray(replicate_ids, np.int32)
-  devices = local_devices(devices)
-  sharding = batch_sharding(devices)
-  unit_of_run, num_units = resampling._units(runs, cluster)
-  key = jax.random.key(int(seed))
-  count = len(replicate_ids)
-  # Round chunk widths up to a multiple of the device count so every device gets an equal share.
-  width_of = lambda width: len(devices) * math.ceil(max(1, min(width, count)) / len(devices))  # noqa: E731
-
-  with fitting.precision(dtype) as float_dtype:
-    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, float_dtype)
-    data = dict(key=key, unit_of_run_R=jnp.asarray(unit_of_run), log_inputs=log_inputs, log_loss_R=log_loss_R, weights_R=weights_R)
-    options = solver.SolverOptions(loss=fit.loss, delta=float(fit.delta), max_steps=int(steps_per_round), patience=3, ftol=1e-10)
-    tolerance = resampling.GRADIENT_TOLERANCE[dtype]
-
-    def in_chunks(refit, theta0_KxP, ids_K, width):
-      outputs = []
-      for start in range(0, len(ids_K), width):
-        ids, theta0 = ids_K[start : start + width], theta0_KxP[start : start + width]
-        placed = jax.device_put([_pad_rows(np.asarray(theta0, float_dtype), width), _pad_rows(ids, width)], sharding)
-        outputs.append([np.asarray(x)[: len(ids)] for x in refit(*placed)])
-      return [np.concatenate(parts) for parts in zip(*outputs)]
-
-    def refit(theta0, ids):
-      return resampling._refit(law, theta0, ids, **data, options=options, num_units=num_units)
-
-    warm = np.asarray([fit.fit_params[name] for name in law.param_names], np.float64)
-    theta = np.tile(warm, (count, 1))
-    objective = np.full(count, np.inf)
-    gradient = np.full(count, np.inf)
-    pending = np.arange(count)
-    for _ in range(max_rounds):
-      width = chunk if pending.size > chunk // 4 else min(chunk, resampling.TAIL_CHUNK)
-      theta[pending], objective[pending], gradient[pending] = in_chunks(refit, theta[pending], replicate_ids[pending], width_of(width))
-      converged = gradient <= tolerance * (1.0 + np.abs(objective))
-      pending = np.flatnonzero(~converged)
-      if pending.size == 0:
-        break
-
-    if pending.size and extra_starts:
-      grid = law.starts(log_inputs)
-      starts = resampling._best_starts(
-          law, jnp.asarray(grid, float_dtype), log_inputs, log_loss_R, weights_R,
-          options=options, count=int(min(extra_starts, len(grid))),
-      )
-      rescue_options = options._replace(max_steps=int(steps_per_round * max_rounds))
-
-      def rescue(theta0, ids):
-        return resampling._refit_from_starts(law, starts, theta0, ids, **data, options=rescue_options, num_units=num_units)
-
-      new_theta, new_objective, new_gradient = in_chunks(
-          rescue, theta[pending], replicate_ids[pending], width_of(min(chunk, resampling.RESCUE_CHUNK))
-      )
-      better = new_objective < objective[pending]
-      theta[pending[better]] = new_theta[better]
-      objective[pending[better]] = new_objective[better]
-      gradient[pending[better]] = new_gradient[better]
-      converged = gradient <= tolerance * (1.0 + np.abs(objective))
-
-  theta[~np.isfinite(objective)] = np.nan
-  return theta, objective, converged
-
-
-def bootstrap_result(law, fit, theta_BxP, converged_B, *, seed: int, cluster: str | None) -> resampling.BootstrapResult:
-  """A :class:`~jaxscale.resampling.BootstrapResult` from every replicate's fit-space parameters."""
-  return resampling.BootstrapResult(
-      law=law.name,
-      names=tuple(law.natural_names),
-      samples=resampling._to_natural(law, theta_BxP),
-      fit_samples=theta_BxP,
-      estimate=dict(fit.params),
-      n=len(theta_BxP),
-      seed=int(seed),
-      cluster=cluster,
-      converged=np.asarray(converged_B, bool),
-  )
-
-
 def bootstrap_sharded(
     law: str | laws_lib.Law,
     runs: Any,
@@ -407,7 +226,7 @@ def bootstrap_sharded(
     devices: int | Sequence[jax.Device] | None = None,
     **options,
 ) -> resampling.BootstrapResult:
-  """:func:`jaxscale.resampling.bootstrap` with each chunk of replicates split over local devices.
+  """:func:`jaxscale.resampling.bootstrap` on the given local devices (kept for the batch API).
 
   The replicates, and so the intervals, are the same on any number of devices.
 
@@ -423,18 +242,9 @@ def bootstrap_sharded(
     >>> boot = bootstrap_sharded("chinchilla", runs, n=4000, seed=0, devices=8)  # doctest: +SKIP
     >>> boot.ci95["alpha"]  # doctest: +SKIP
   """
-  law = laws_lib.get(law)
-  runs = runs_lib.load(runs)
-  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-    raise ValueError(f"bootstrap needs n >= 1 replicates, got {n!r} (Besiroglu et al. use 4000)")
-  if fit is None:
-    fit = fitting.fit(law, runs, dtype=dtype)
-  elif fit.law != law.name:
-    raise ValueError(f"the fit is of law {fit.law!r} but the bootstrap was asked for {law.name!r}; pass the matching fit")
-  theta, _, converged = refit_replicates(
-      law, runs, np.arange(n), fit=fit, seed=seed, cluster=cluster, dtype=dtype, devices=devices, **options
+  return resampling.bootstrap(
+      law, runs, n=n, seed=seed, fit=fit, cluster=cluster, dtype=dtype, devices=devices, **options
   )
-  return bootstrap_result(law, fit, theta, converged, seed=seed, cluster=cluster)
 
 
 # --- CLI (called by `jaxscale fit --by COLUMN` / `--devices K`) --------------------------------

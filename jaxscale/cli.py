@@ -38,8 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
   subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
   for name in COMMANDS:
     module_name = "jaxscale.sweep" if name == "sweep" else f"jaxscale.commands.{name}"
-    if importlib.util.find_spec(module_name) is None:
-      continue  # a command still being written in this checkout
     importlib.import_module(module_name).add_cli(subparsers)
   return parser
 

@@ -156,14 +156,14 @@ def fit_by(law, runs: Any, column: str, **kwargs) -> dict[Hashable, Any]:
 
 
 def bootstrap(law, runs: Any, *, n: int, seed: int = 0, fit=None, cluster: str | None = None, dtype: str = "float64", devices=None, **options):
-  """:func:`jaxscale.batch.bootstrap_sharded` with the replicates split over processes.
+  """:func:`jaxscale.resampling.bootstrap` with the replicates split over processes.
 
   Replicate ``i`` is the same whichever process refits it, so the intervals
   equal the single-process ones. A collective: every process calls it alike.
   """
   import numpy as np
 
-  from jaxscale import batch, fitting
+  from jaxscale import fitting, resampling
   from jaxscale import laws as laws_lib
   from jaxscale import runs as runs_lib
 
@@ -175,7 +175,7 @@ def bootstrap(law, runs: Any, *, n: int, seed: int = 0, fit=None, cluster: str |
   theta = np.zeros((0, law.num_params))
   converged = np.zeros(0, bool)
   if ids.size:
-    theta, _, converged = batch.refit_replicates(
+    theta, _, converged = resampling.refit_replicates(
         law, runs, ids, fit=fit, seed=seed, cluster=cluster, dtype=dtype, devices=devices, **options
     )
   all_theta = np.full((n, law.num_params), np.nan)
@@ -184,7 +184,7 @@ def bootstrap(law, runs: Any, *, n: int, seed: int = 0, fit=None, cluster: str |
     # NaN (a failed replicate) survives JSON as NaN in Python's json module.
     all_theta[part["ids"]] = np.asarray(part["theta"], np.float64).reshape(-1, law.num_params)
     all_converged[part["ids"]] = part["converged"]
-  return batch.bootstrap_result(law, fit, all_theta, all_converged, seed=seed, cluster=cluster)
+  return resampling.bootstrap_result(law, fit, all_theta, all_converged, seed=seed, cluster=cluster)
 
 
 # --- Sweeps over several processes ----------------------------------------------------------

@@ -280,10 +280,27 @@ def fit(
     states, gradient_norms = multistart(
         law, jnp.asarray(starts_SxP, float_dtype), log_inputs, log_loss_R, weights_R, options=options, keep=kept
     )
-    objectives = np.asarray(states.objective, dtype=np.float64)
-    best = int(np.nanargmin(np.where(np.isfinite(objectives), objectives, np.inf)))
-    theta = np.asarray(states.theta[best], dtype=np.float64)
-    fit_params = {n: float(v) for n, v in zip(law.param_names, theta)}
+  return result_from_starts(
+      law, states, gradient_norms, runs, starts=int(starts_SxP.shape[0]), kept=kept, loss=loss, delta=delta,
+      max_steps=max_steps, dtype=dtype,
+  )
+
+
+def result_from_starts(law, states, gradient_norms, runs, *, starts: int, kept: int, loss, delta, max_steps, dtype) -> FitResult:
+  """The :class:`FitResult` of the best of the refined starts of :func:`multistart`.
+
+  Args:
+    law: the fitted :class:`~jaxscale.laws.Law`.
+    states: :func:`multistart`'s solver states for one run set (``theta`` of shape ``(K, P)``).
+    gradient_norms: ``(K,)`` final gradient norms.
+    runs: the run set (for ``runs_used``).
+    starts, kept: grid starts and refined starts; loss, delta, max_steps, dtype: the settings.
+  """
+  objectives = np.asarray(states.objective, dtype=np.float64)
+  best = int(np.nanargmin(np.where(np.isfinite(objectives), objectives, np.inf)))
+  theta = np.asarray(states.theta[best], dtype=np.float64)
+  fit_params = {n: float(v) for n, v in zip(law.param_names, theta)}
+  with precision(dtype):
     natural = {k: float(v) for k, v in law.to_natural({k: jnp.asarray(v) for k, v in fit_params.items()}).items()}
   objective = float(objectives[best])
   gradient_norm = float(gradient_norms[best])
@@ -300,8 +317,8 @@ def fit(
       iterations=steps,
       gradient_norm=gradient_norm,
       runs_used=int(np.count_nonzero(runs.weight > 0)),
-      starts=int(starts_SxP.shape[0]),
-      starts_refined=kept,
+      starts=int(starts),
+      starts_refined=int(kept),
       starts_reached_best=reached,
       loss=loss,
       delta=float(delta),

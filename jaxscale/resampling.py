@@ -34,13 +34,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscale import devices as devices_lib
 from jaxscale import fitting
 from jaxscale import laws as laws_lib
 from jaxscale import runs as runs_lib
@@ -140,22 +141,17 @@ def _best_starts(law, starts_SxP, log_inputs, log_loss_R, weights_R, *, options,
   return starts_SxP[best]
 
 
-def _in_chunks(fn, theta0_KxP, ids_K, chunk: int):
-  """Calls ``fn(theta0, ids)`` on fixed-size chunks (the last padded) so it compiles once."""
-  thetas, objectives, gradients = [], [], []
-  for start in range(0, len(ids_K), chunk):
-    ids = ids_K[start : start + chunk]
-    theta0 = theta0_KxP[start : start + chunk]
-    pad = chunk - len(ids)
-    if pad:
-      ids = np.concatenate([ids, np.repeat(ids[-1:], pad)])
-      theta0 = np.concatenate([theta0, np.repeat(theta0[-1:], pad, axis=0)])
-    theta, objective, gradient = fn(theta0, ids)
-    keep = chunk - pad
-    thetas.append(np.asarray(theta)[:keep])
-    objectives.append(np.asarray(objective)[:keep])
-    gradients.append(np.asarray(gradient)[:keep])
-  return np.concatenate(thetas), np.concatenate(objectives), np.concatenate(gradients)
+def _in_chunks(fn, theta0_KxP, ids_K, width: int, sharding):
+  """Calls ``fn(theta0, ids)`` on fixed-width chunks (the last padded) so it compiles once.
+
+  Each chunk's batch axis is split over ``sharding``'s devices.
+  """
+  outputs = []
+  for start in range(0, len(ids_K), width):
+    ids, theta0 = ids_K[start : start + width], theta0_KxP[start : start + width]
+    placed = jax.device_put([devices_lib.pad_rows(theta0, width), devices_lib.pad_rows(ids, width)], sharding)
+    outputs.append([np.asarray(x)[: len(ids)] for x in fn(*placed)])
+  return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
 # --- Result -----------------------------------------------------------------------------------
@@ -377,6 +373,7 @@ def bootstrap(
     steps_per_round: int = STEPS_PER_ROUND,
     max_rounds: int = MAX_ROUNDS,
     columns: Mapping[str, str] | None = None,
+    devices: int | Sequence[jax.Device] | None = None,
 ) -> BootstrapResult:
   """Refits ``law`` to ``n`` resampled copies of ``runs``, all in one compiled program.
 
@@ -397,6 +394,8 @@ def bootstrap(
     steps_per_round: solver steps per round; unconverged replicates get more rounds.
     max_rounds: rounds before the extra starts are tried.
     columns: ``{their_name: canonical}`` column mapping when ``runs`` is a path.
+    devices: local devices each chunk is split over: ``None`` for all, ``k`` for
+      the first ``k``; the answer is the same on any number.
 
   Returns:
     A :class:`BootstrapResult`.
@@ -418,12 +417,55 @@ def bootstrap(
     fit = fitting.fit(law, runs, loss=loss or "huber", delta=1e-3 if delta is None else delta, dtype=dtype)
   elif fit.law != law.name:
     raise ValueError(f"the fit is of law {fit.law!r} but the bootstrap was asked for {law.name!r}; pass the matching fit")
+  theta, _, converged = refit_replicates(
+      law, runs, np.arange(n), fit=fit, seed=seed, cluster=cluster, extra_starts=extra_starts, loss=loss,
+      delta=delta, dtype=dtype, chunk=chunk, steps_per_round=steps_per_round, max_rounds=max_rounds, devices=devices,
+  )
+  return bootstrap_result(law, fit, theta, converged, seed=seed, cluster=cluster)
+
+
+def refit_replicates(
+    law: laws_lib.Law,
+    runs: runs_lib.RunSet,
+    replicate_ids: np.ndarray,
+    *,
+    fit: fitting.FitResult,
+    seed: int,
+    cluster: str | None = None,
+    extra_starts: int = 4,
+    loss: str | None = None,
+    delta: float | None = None,
+    dtype: str = "float64",
+    chunk: int = DEFAULT_CHUNK,
+    steps_per_round: int = STEPS_PER_ROUND,
+    max_rounds: int = MAX_ROUNDS,
+    devices: int | Sequence[jax.Device] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Refits bootstrap replicates ``replicate_ids`` of ``fit``, each chunk split over local devices.
+
+  Replicate ``i``'s weights come from ``fold_in(key(seed), i)``, so any subset
+  of ids, on any number of devices or processes, gives the same rows
+  (:func:`jaxscale.distributed.bootstrap` splits the ids over processes).
+
+  Args:
+    law, runs, fit, seed, cluster, extra_starts, loss, delta, dtype, chunk,
+      steps_per_round, max_rounds: as for :func:`bootstrap`.
+    replicate_ids: ``(K,)`` integer replicate numbers.
+    devices: ``None`` for every local device, ``k`` for the first ``k``.
+
+  Returns:
+    ``(theta_KxP, objective_K, converged_K)``, in fit space.
+  """
+  replicate_ids = np.asarray(replicate_ids, np.int32)
+  devices = devices_lib.local_devices(devices)
+  sharding = devices_lib.batch_sharding(devices)
   loss = fit.loss if loss is None else loss
   delta = fit.delta if delta is None else delta
   unit_of_run, num_units = _units(runs, cluster)
-  chunk = int(min(chunk, n))
   key = jax.random.key(int(seed))
-  replicate_ids = np.arange(n, dtype=np.int32)
+  count = len(replicate_ids)
+  # Chunk widths are multiples of the device count so every device gets an equal share.
+  width_of = lambda width: len(devices) * math.ceil(max(1, min(width, count)) / len(devices))  # noqa: E731
 
   with fitting.precision(dtype) as float_dtype:
     log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, float_dtype)
@@ -432,20 +474,22 @@ def bootstrap(
     tolerance = GRADIENT_TOLERANCE[dtype]
 
     def refit(theta0, ids):
-      return _refit(law, jnp.asarray(theta0, float_dtype), jnp.asarray(ids), **data, options=options, num_units=num_units)
+      return _refit(law, theta0, ids, **data, options=options, num_units=num_units)
 
     warm = np.asarray([fit.fit_params[name] for name in law.param_names], np.float64)
-    theta = np.tile(warm, (n, 1))
-    objective = np.full(n, np.inf)
-    gradient = np.full(n, np.inf)
-    pending = replicate_ids
+    theta = np.tile(warm, (count, 1))
+    objective = np.full(count, np.inf)
+    gradient = np.full(count, np.inf)
+    pending = np.arange(count)
     for _ in range(max_rounds):
       # Every round runs the same compiled program on the replicates still short of a vanishing gradient.
       # A narrower program for the few stragglers: a padded full-width chunk would cost as much as a full one.
       width = chunk if pending.size > chunk // 4 else min(chunk, TAIL_CHUNK)
-      theta[pending], objective[pending], gradient[pending] = _in_chunks(refit, theta[pending], pending, width)
+      theta[pending], objective[pending], gradient[pending] = _in_chunks(
+          refit, np.asarray(theta[pending], float_dtype), replicate_ids[pending], width_of(width), sharding
+      )
       converged = gradient <= tolerance * (1.0 + np.abs(objective))
-      pending = replicate_ids[~converged]
+      pending = np.flatnonzero(~converged)
       if pending.size == 0:
         break
 
@@ -460,10 +504,12 @@ def bootstrap(
 
       def rescue(theta0, ids):
         return _refit_from_starts(
-            law, starts, jnp.asarray(theta0, float_dtype), jnp.asarray(ids), **data, options=rescue_options, num_units=num_units
+            law, starts, theta0, ids, **data, options=rescue_options, num_units=num_units
         )
 
-      new_theta, new_objective, new_gradient = _in_chunks(rescue, theta[pending], pending, min(chunk, RESCUE_CHUNK))
+      new_theta, new_objective, new_gradient = _in_chunks(
+          rescue, np.asarray(theta[pending], float_dtype), replicate_ids[pending], width_of(min(chunk, RESCUE_CHUNK)), sharding
+      )
       better = new_objective < objective[pending]
       theta[pending[better]] = new_theta[better]
       objective[pending[better]] = new_objective[better]
@@ -471,16 +517,21 @@ def bootstrap(
       converged = gradient <= tolerance * (1.0 + np.abs(objective))
 
   theta[~np.isfinite(objective)] = np.nan
+  return theta, objective, converged
+
+
+def bootstrap_result(law: laws_lib.Law, fit: fitting.FitResult, theta_BxP, converged_B, *, seed: int, cluster: str | None) -> BootstrapResult:
+  """A :class:`BootstrapResult` from every replicate's fit-space parameters ``theta_BxP``."""
   return BootstrapResult(
       law=law.name,
       names=tuple(law.natural_names),
-      samples=_to_natural(law, theta),
-      fit_samples=theta,
+      samples=_to_natural(law, theta_BxP),
+      fit_samples=theta_BxP,
       estimate=dict(fit.params),
-      n=int(n),
+      n=len(theta_BxP),
       seed=int(seed),
       cluster=cluster,
-      converged=converged,
+      converged=np.asarray(converged_B, bool),
   )
 
 

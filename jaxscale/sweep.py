@@ -502,7 +502,6 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
     >>> runs = run_sweep("quick", "/tmp/quick-sweep")  # doctest: +SKIP
     >>> runs[["N", "D", "C", "loss"]]  # doctest: +SKIP
   """
-  import pandas as pd
 
   from jaxscale import corpus as corpus_lib
   from jaxscale import model as model_lib

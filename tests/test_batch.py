@@ -157,19 +157,43 @@ def test_sharded_bootstrap_is_the_librarys_bootstrap():
     np.testing.assert_allclose(boot.ci95[name], interval, rtol=1e-9)
 
 
-def test_run_by_prints_one_json_object_keyed_by_value(tmp_path, capsys):
-  import argparse
+def test_fit_by_on_the_command_line_prints_one_object_keyed_by_value(tmp_path, capsys):
+  from jaxscale import cli
 
   path = tmp_path / "runs.csv"
   three_groups().to_csv(path, index=False)
-  args = argparse.Namespace(
-      law="chinchilla", loss="huber", delta=1e-3, keep=16, max_steps=300, dtype="float64", by="dataset",
-      devices=None, format="json", out=None, bootstrap=0,
-  )
-  assert batch.run_by(args, runs_lib.read(path)) == 0
+  assert cli.main(["fit", str(path), "--by", "dataset", "--keep", "16", "--format", "json"]) == 0
   out = json.loads(capsys.readouterr().out)
   assert (out["by"], out["devices"], list(out["fits"])) == ("dataset", 1, ["c4", "pile", "web"])
   assert out["fits"]["pile"]["params"]["alpha"] == pytest.approx(0.30, rel=1e-5)
-  args.format = "table"
-  batch.run_by(args, runs_lib.read(path))
+  assert cli.main(["fit", str(path), "--by", "dataset", "--keep", "16"]) == 0
   assert "dataset  runs  E" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--devices", "99"], "--devices 99 but only 1 devices are available"),
+        (["--by", "nope"], "nope"),
+        (["--by", "dataset", "--bootstrap", "10"], "--by fits one law per group"),
+    ],
+)
+def test_fit_by_and_devices_errors_are_one_line(tmp_path, capsys, extra, message):
+  from jaxscale import cli
+
+  path = tmp_path / "runs.csv"
+  three_groups().to_csv(path, index=False)
+  assert cli.main(["fit", str(path), *extra]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_fit_reports_devices_and_bootstraps_on_them(capsys):
+  from jaxscale import cli
+
+  argv = ["fit", str(CHINCHILLA_CSV), "--drop-highest", "5", "--bootstrap", "21", "--seed", "3", "--format", "json"]
+  assert cli.main([*argv, "--devices", "1"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["devices"] == 1
+  _, boot = one_device_bootstrap()
+  np.testing.assert_allclose(out["bootstrap"]["ci95"]["alpha"], boot.ci95["alpha"], rtol=1e-9)

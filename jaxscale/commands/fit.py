@@ -24,13 +24,15 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap replicates for CIs (e.g. 4000)")
   parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: %(default)s)")
   parser.add_argument("--cluster", default=None, metavar="COLUMN", help="resample whole groups of this column (e.g. group)")
+  parser.add_argument("--by", default=None, metavar="COLUMN", help="fit one law per value of this column, in one batch")
+  parser.add_argument("--devices", type=int, default=None, metavar="K", help="local devices to shard over (default: all)")
   parser.add_argument("--out", default=None, metavar="FIT_JSON", help="write the fit (and bootstrap) as JSON here")
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-  from jaxscale import fitting
+  from jaxscale import batch, fitting
 
   if args.keep < 0:
     raise ValueError(f"--keep must be >= 0, got {args.keep}")
@@ -38,15 +40,19 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
   if args.bootstrap < 0:
     raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+  devices = batch.local_devices(args.devices)  # checks --devices before any work
   runs = commands.load_runs(args)
+  if args.by:
+    return batch.run_by(args, runs)
   result = fitting.fit(
       args.law, runs, loss=args.loss, delta=args.delta, keep=args.keep or None, max_steps=args.max_steps, dtype=args.dtype
   )
   if args.bootstrap:
     from jaxscale import resampling
 
-    boot = resampling.bootstrap(
-        args.law, runs, n=args.bootstrap, seed=args.seed, fit=result, cluster=args.cluster, dtype=args.dtype
+    boot = batch.bootstrap_sharded(
+        args.law, runs, n=args.bootstrap, seed=args.seed, fit=result, cluster=args.cluster, dtype=args.dtype,
+        devices=devices,
     )
     result = resampling.attach(result, boot)
   elif args.cluster:
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
       section = {k: v for k, v in data["extras"]["bootstrap"].items() if k != "samples"}
       data["bootstrap"] = section
     data.pop("extras")
+    data["devices"] = len(devices)
     data["diagnostics"] = [finding.to_dict() for finding in findings]
     commands.print_json(data)
   else:
