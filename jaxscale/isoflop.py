@@ -327,6 +327,15 @@ def approach2(
     a_samples, _ = _line_slopes(log_C_SxB, log_N_SxB, ok_SxB)
     b_samples, _ = _line_slopes(log_C_SxB, log_D_SxB, ok_SxB)
     boot = {"n": int(bootstrap), "seed": int(seed), "valid": int(np.count_nonzero(ok_S))}
+    if max(point["sizes"] for point in points) <= MIN_SIZES:
+      # A parabola through 3 sizes fits them exactly: a replicate either redraws all 3 (the same
+      # parabola) or loses the budget, so the spread would reflect which budgets survive, not the
+      # noise. Report no interval rather than a misleading one.
+      a_samples = b_samples = None
+      skipped.append(
+          f"bootstrap: every budget has only {MIN_SIZES} model sizes, which a parabola fits exactly, so resampling "
+          "cannot measure the uncertainty and no confidence interval is reported; use >= 4 sizes per budget"
+      )
     lost = int(ok_SxB.size - np.count_nonzero(ok_SxB)) + (bootstrap - boot["valid"]) * keep_B.size
     if lost:
       skipped.append(
@@ -356,12 +365,14 @@ def _log_tokens_at(x_BxM, log_D_BxM, weights_SxBxM, x_SxB):
   right when the runs' C counts FLOPs another way (e.g. attention included).
   """
   w = weights_SxBxM
-  total = w.sum(-1)
-  x_mean = (w * x_BxM).sum(-1) / total
-  y_mean = (w * log_D_BxM).sum(-1) / total
-  dx = x_BxM - x_mean[..., None]
-  slope = (w * dx * (log_D_BxM - y_mean[..., None])).sum(-1) / (w * dx**2).sum(-1)
-  return y_mean + slope * (x_SxB - x_mean)
+  # A replicate budget that drew a single size gives NaN here; its parabola is unsolvable too, so it is masked later.
+  with np.errstate(invalid="ignore", divide="ignore"):
+    total = w.sum(-1)
+    x_mean = (w * x_BxM).sum(-1) / total
+    y_mean = (w * log_D_BxM).sum(-1) / total
+    dx = x_BxM - x_mean[..., None]
+    slope = (w * dx * (log_D_BxM - y_mean[..., None])).sum(-1) / (w * dx**2).sum(-1)
+    return y_mean + slope * (x_SxB - x_mean)
 
 
 # --- Approach 1 ---------------------------------------------------------------------------

@@ -118,6 +118,14 @@ def test_bootstrap_is_seeded_and_covers_the_truth_on_noisy_runs():
   assert first.bootstrap == {"n": 400, "seed": 0, "valid": 400}
 
 
+def test_three_sizes_per_budget_give_no_interval_rather_than_a_zero_width_one():
+  runs, _ = sweep_tables(sizes=3, noise=0.002, seed=0)
+  with pytest.warns(isoflop.IsoFLOPWarning, match="only 3 model sizes.*no confidence interval is reported"):
+    result = isoflop.approach2(runs, bootstrap=200, seed=0)
+  assert result.N_opt.exponent_ci95 is None and result.D_opt.exponent_ci95 is None
+  assert np.isfinite(result.a)
+
+
 def test_budgets_are_found_from_C_without_a_group_column(tables):
   runs = tables[0].drop(columns=["group"])
   jitter = np.exp(np.random.default_rng(0).uniform(-0.02, 0.02, len(runs)))  # +-2%, like digitised data
