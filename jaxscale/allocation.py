@@ -53,8 +53,10 @@ from jaxscale import laws as laws_lib
 # Search box in log space: 1 to ~2.5e30 parameters and tokens, beyond any budget of interest.
 LOG_N_BOUNDS = (0.0, 70.0)
 LOG_D_BOUNDS = (0.0, 70.0)
-# Muennighoff et al. 2023's fitted R_D*: repeated tokens lose value with this e-folding in epochs.
+# Muennighoff et al. 2023's fitted R_D* and R_N*: repeated tokens (excess parameters) lose value
+# with these e-foldings in epochs (in multiples of the compute-optimal size for the unique data).
 R_STAR = 15.4
+R_N_STAR = 5.3
 # Safeguarded Newton: at most this many steps (bisection alone would reach 70 / 2^80 ~ 1e-23).
 MAX_ROOT_STEPS = 80
 # Stop once a Newton step moves log N or log D by less than this (about 1e-13 relative in N, D).
@@ -319,7 +321,7 @@ def _check_law(law: laws_lib.Law) -> None:
     )
 
 
-def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tokens, r_star: float):
+def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tokens, r_star: float, r_n_star: float):
   """The law and natural params that read a cap ``U`` on unique tokens (``log U`` too)."""
   if unique_tokens is None:
     if "U" in law.variables:
@@ -329,10 +331,13 @@ def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tok
     raise ValueError(f"unique_tokens must be positive and finite, got {unique_tokens}")
   if law.name == "chinchilla":
     # Chinchilla has no notion of repeats; Muennighoff et al.'s decay of repeated tokens fills it in.
-    law, params = laws_lib.get("data_constrained"), {**params, "R_star": np.full_like(np.asarray(params["E"], np.float64), r_star)}
+    like = np.asarray(params["E"], np.float64)
+    law = laws_lib.get("data_constrained")
+    params = {**params, "R_star": np.full_like(like, r_star), "R_N_star": np.full_like(like, r_n_star)}
   elif "U" not in law.variables:
     raise ValueError(
-        f"a cap on unique tokens needs law 'data_constrained' (or 'chinchilla', which gets R* = {r_star}); "
+        f"a cap on unique tokens needs law 'data_constrained' (or 'chinchilla', which gets R* = {r_star}, "
+        f"R_N* = {r_n_star}); "
         f"law {law.name!r} cannot tell repeated tokens from fresh ones"
     )
   return law, params, math.log(unique_tokens)
@@ -350,10 +355,10 @@ def _prepare_params(law: laws_lib.Law, params: Mapping[str, Any]):
   return arrays, batched
 
 
-def _run(law, params, levels_K, cost, unique_tokens, r_star, mode) -> Allocation:
+def _run(law, params, levels_K, cost, unique_tokens, r_star, r_n_star, mode) -> Allocation:
   law = laws_lib.get(law)
   _check_law(law)
-  law, params, log_U = _with_unique_tokens(law, params, unique_tokens, r_star)
+  law, params, log_U = _with_unique_tokens(law, params, unique_tokens, r_star, r_n_star)
   arrays, batched = _prepare_params(law, params)
   cost = training() if cost is None else cost
   if not isinstance(cost, Cost):
@@ -379,6 +384,7 @@ def allocate(
     cost: Cost | None = None,
     unique_tokens: float | None = None,
     r_star: float = R_STAR,
+    r_n_star: float = R_N_STAR,
 ) -> Allocation:
   """The ``(N, D)`` that minimise the law's loss at a compute budget.
 
@@ -390,8 +396,9 @@ def allocate(
     cost: what the budget pays for; default :func:`training` (``6 N D``).
     unique_tokens: a cap ``U`` on unique training tokens; tokens beyond it are
       repeats, worth less (Muennighoff et al.). Needs law ``data_constrained``;
-      law ``chinchilla`` is extended with ``R* = r_star``.
+      law ``chinchilla`` is extended with ``R* = r_star`` and ``R_N* = r_n_star``.
     r_star: decay constant of repeated tokens used with ``chinchilla``.
+    r_n_star: decay constant of excess parameters used with ``chinchilla``.
 
   Returns:
     An :class:`Allocation`, shape ``(K,)`` or ``(B, K)``; NaN where infeasible.
@@ -403,7 +410,7 @@ def allocate(
     >>> bool(serving.N[0] < allocate("chinchilla", params, 1e24).N[0])
     True
   """
-  return _run(law, params, _budgets(compute, "compute"), cost, unique_tokens, r_star, "budget")
+  return _run(law, params, _budgets(compute, "compute"), cost, unique_tokens, r_star, r_n_star, "budget")
 
 
 def allocate_for_loss(
@@ -414,6 +421,7 @@ def allocate_for_loss(
     cost: Cost | None = None,
     unique_tokens: float | None = None,
     r_star: float = R_STAR,
+    r_n_star: float = R_N_STAR,
 ) -> Allocation:
   """The cheapest ``(N, D)`` whose predicted loss is ``target_loss``.
 
@@ -432,7 +440,7 @@ def allocate_for_loss(
         f"target loss {low:g} is unreachable: the law's irreducible loss is E = {float(params['E']):.4g}; "
         "choose a target above it"
     )
-  return _run(law, params, targets_K, cost, unique_tokens, r_star, "target")
+  return _run(law, params, targets_K, cost, unique_tokens, r_star, r_n_star, "target")
 
 
 def bands(samples: Allocation, level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -499,6 +507,7 @@ def frontier(
     samples: Mapping[str, Any] | None = None,
     level: float = 0.95,
     r_star: float = R_STAR,
+    r_n_star: float = R_N_STAR,
 ) -> list[dict[str, Any]]:
   """One row per budget (or target loss): the optimum, with bands from ``samples``.
 
@@ -521,7 +530,10 @@ def frontier(
   if (compute is None) == (target_loss is None):
     raise ValueError("give exactly one of compute (a budget in FLOPs) or target_loss")
   cost = training_and_inference(inference_tokens)
-  solve = functools.partial(allocate_for_loss if compute is None else allocate, cost=cost, unique_tokens=unique_tokens, r_star=r_star)
+  solve = functools.partial(
+      allocate_for_loss if compute is None else allocate, cost=cost, unique_tokens=unique_tokens, r_star=r_star,
+      r_n_star=r_n_star,
+  )
   levels = compute if compute is not None else target_loss
   point = solve(law, params, levels)
   fields = ["compute", "N", "D", "tokens_per_param", "loss"]

@@ -337,35 +337,73 @@ def broken(variable: str, breaks: int = 1) -> Law:
 
 
 def effective_tokens(log_D, log_U, log_R_star):
-  """Muennighoff et al.'s effective data ``D' = U + U R* (1 - exp(-R / R*))``, in log.
+  """Muennighoff et al.'s effective data ``D' = U_D + U_D R_D* (1 - exp(-R_D / R_D*))``, in log.
 
   ``U`` is the unique tokens available; the run saw ``U_D = min(U, D)`` of them
-  and ``R = D / U_D - 1`` repetitions, each worth less than the last.
+  and ``R_D = D / U_D - 1`` repetitions, each worth less than the last.
   """
   log_unique_seen = jnp.minimum(log_U, log_D)
-  repeats = jnp.exp(log_D - log_unique_seen) - 1.0
+  return log_unique_seen + _log_decayed_repeats(log_D - log_unique_seen, log_R_star)
+
+
+def effective_params(log_N, log_unique_seen, log_R_N_star, params):
+  """Muennighoff et al.'s effective parameters ``N' = U_N + U_N R_N* (1 - exp(-R_N / R_N*))``, in log.
+
+  ``U_N = min(N, N_opt(U_D))`` is the size that is compute-optimal for the
+  unique tokens seen, by the law's own Chinchilla allocation
+  ``N_opt(D) = G (G D)^(beta/alpha)``, ``G = (alpha A / (beta B))^(1/(alpha+beta))``;
+  parameters beyond it (``R_N = N / U_N - 1``) are worth less and less.
+  """
+  # Exponents are kept positive here only: a start at alpha = 0 must give a finite loss, not NaN.
+  alpha = jnp.maximum(params["alpha"], 1e-3)
+  beta = jnp.maximum(params["beta"], 1e-3)
+  log_G = (jnp.log(alpha) + params["a"] - jnp.log(beta) - params["b"]) / (alpha + beta)
+  log_N_optimal = log_G + beta / alpha * (log_G + log_unique_seen)
+  log_unique_params = jnp.minimum(log_N, log_N_optimal)
+  return log_unique_params + _log_decayed_repeats(log_N - log_unique_params, log_R_N_star)
+
+
+def _log_decayed_repeats(log_ratio, log_R_star):
+  """``log(1 + R* (1 - exp(-R / R*)))`` with ``R = exp(log_ratio) - 1`` repeats."""
+  repeats = jnp.expm1(log_ratio)
   r_star = jnp.exp(log_R_star)
-  return log_unique_seen + jnp.log1p(r_star * -jnp.expm1(-repeats / r_star))
+  return jnp.log1p(r_star * -jnp.expm1(-repeats / r_star))
 
 
 def _data_constrained_log_loss(params, log_inputs):
+  log_unique_seen = jnp.minimum(log_inputs["U"], log_inputs["D"])
   log_tokens = effective_tokens(log_inputs["D"], log_inputs["U"], params["log_R_star"])
-  return _chinchilla_log_loss(params, log_inputs, log_tokens=log_tokens)
+  log_params = effective_params(log_inputs["N"], log_unique_seen, params["log_R_N_star"], params)
+  return _chinchilla_log_loss(params, {**log_inputs, "N": log_params}, log_tokens=log_tokens)
 
 
 data_constrained = Law(
     name="data_constrained",
-    formula="L(N, D, U) = E + A / N^alpha + B / D'^beta,  D' = U + U R* (1 - exp(-R / R*)),  R = D / U - 1",
+    formula=(
+        "L(N, D, U) = E + A / N'^alpha + B / D'^beta,  D' = U_D + U_D R* (1 - exp(-R_D / R*)),  "
+        "N' = U_N + U_N R_N* (1 - exp(-R_N / R_N*)),  U_D = min(U, D),  R_D = D / U_D - 1,  "
+        "U_N = min(N, N_opt(U_D)),  R_N = N / U_N - 1"
+    ),
     variables=("N", "D", "U"),
-    param_names=("a", "b", "e", "alpha", "beta", "log_R_star"),
+    param_names=("a", "b", "e", "alpha", "beta", "log_R_star", "log_R_N_star"),
     log_loss=_data_constrained_log_loss,
-    start_grid={**CHINCHILLA_GRID, "log_R_star": (1.0, 2.0, 3.0, 4.0)},
-    to_natural=lambda p: {**_chinchilla_natural(p), "R_star": jnp.exp(p["log_R_star"])},
-    from_natural=lambda p: {**_chinchilla_fit_space(p), "log_R_star": jnp.log(p["R_star"])},
-    natural_names=("E", "A", "B", "alpha", "beta", "R_star"),
-    # Muennighoff et al. 2023 fit R_D* = 15.4 on top of Hoffmann et al.'s law; we pair them.
-    presets={"muennighoff2023": {**CHINCHILLA_PRESETS["hoffmann2022"], "R_star": 15.4}},
-    description="Chinchilla with repeated data decaying in value (needs a `U` column: unique tokens).",
+    start_grid={**CHINCHILLA_GRID, "log_R_star": (1.0, 2.0, 3.0, 4.0), "log_R_N_star": (1.0, 2.5)},
+    to_natural=lambda p: {
+        **_chinchilla_natural(p), "R_star": jnp.exp(p["log_R_star"]), "R_N_star": jnp.exp(p["log_R_N_star"])
+    },
+    from_natural=lambda p: {
+        **_chinchilla_fit_space(p), "log_R_star": jnp.log(p["R_star"]), "log_R_N_star": jnp.log(p["R_N_star"])
+    },
+    natural_names=("E", "A", "B", "alpha", "beta", "R_star", "R_N_star"),
+    # Muennighoff et al. 2023, eq. 5 fit on their runs: R_D* = 15.4 epochs, R_N* = 5.3.
+    presets={
+        "muennighoff2023": {
+            "E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.353, "beta": 0.353, "R_star": 15.4, "R_N_star": 5.3
+        }
+    },
+    description=(
+        "Chinchilla with repeated data and excess parameters decaying in value (needs a `U` column: unique tokens)."
+    ),
 )
 
 

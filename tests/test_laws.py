@@ -67,6 +67,24 @@ def test_data_constrained_reduces_to_chinchilla_without_repeats():
   assert np.all(repeated > chin)  # 40 epochs are worth less than fresh tokens
 
 
+def test_data_constrained_matches_muennighoffs_formula_with_excess_parameters():
+  # Their eq. 5 written out: with alpha = beta the compute-optimal size is N_opt(U) = G^2 U, G^2 ~ 0.051.
+  natural = laws.preset("data_constrained", "muennighoff2023")
+  N, D, U = np.array([1e7, 5e7, 1e8, 1e9, 1e10]), np.full(5, 4e9), np.full(5, 1e9)
+  G2 = (natural["A"] / natural["B"]) ** (1 / natural["alpha"])
+  assert G2 == pytest.approx(0.051, abs=5e-4)
+  unique_params = np.minimum(N, G2 * U)
+  excess = N / unique_params - 1
+  effective_params = unique_params * (1 + 5.3 * (1 - np.exp(-excess / 5.3)))
+  repeats = D / U - 1
+  effective_tokens = U * (1 + 15.4 * (1 - np.exp(-repeats / 15.4)))
+  expected = 1.87 + 521 / effective_params**0.353 + 1488 / effective_tokens**0.353
+  with fitting.precision("float64"):
+    ours = laws.data_constrained.natural_loss(natural, {"N": N, "D": D, "U": U})
+  np.testing.assert_allclose(ours, expected, rtol=1e-12)
+  assert np.all(np.diff(ours) < 0) and ours[-1] > ours[-2] - 0.01  # excess parameters help less and less
+
+
 def test_effective_tokens_saturate_at_r_star():
   # Muennighoff et al.: repeated tokens saturate at U (1 + R*), about 16.4 U for R* = 15.4.
   with fitting.precision("float64"):

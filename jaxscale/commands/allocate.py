@@ -31,7 +31,8 @@ def add_cli(subparsers) -> None:
           "Minimise the fitted law's loss at a compute budget (cost 6ND, plus 2NT with --inference-tokens), or the "
           "compute needed to reach --target-loss. With a bootstrapped fit, rows carry 95%% bands. "
           "--unique-tokens caps fresh data: law data_constrained reads it directly; law chinchilla is extended "
-          "with Muennighoff et al.'s repeated-token decay (R* = --r-star); other laws are refused."
+          "with Muennighoff et al.'s decay of repeated tokens and excess parameters (R* = --r-star, "
+          "R_N* = --r-n-star); other laws are refused."
       ),
   )
   source = parser.add_mutually_exclusive_group(required=True)
@@ -44,6 +45,7 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--inference-tokens", type=commands.positive_float, metavar="T", help="tokens the model will serve (cost 6ND + 2NT)")
   parser.add_argument("--unique-tokens", type=commands.positive_float, metavar="U", help="cap on unique training tokens; more are repeats")
   parser.add_argument("--r-star", type=commands.positive_float, default=15.4, help="repeat decay used with law chinchilla (default: %(default)s)")
+  parser.add_argument("--r-n-star", type=commands.positive_float, default=5.3, help="excess-parameter decay used with law chinchilla (default: %(default)s)")
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
       unique_tokens=args.unique_tokens,
       samples=samples,
       r_star=args.r_star,
+      r_n_star=args.r_n_star,
   )
   if args.format == "json":
     settings = {"inference_tokens": args.inference_tokens, "unique_tokens": args.unique_tokens}
