@@ -8,7 +8,8 @@ one problem at a time; it is timed on a random subset and extrapolated to the
 full grid, which the table says. Medians over repeats; compile time shown
 separately.
 
-Run: ``python benchmarks/bench_allocation.py [--budgets 100 --sets 4000 --subset 400 --repeats 5]``
+Run: ``python benchmarks/bench_allocation.py [--budgets 100 --sets 4000 --subset 400 --repeats 5] [--json PATH]``
+(``--json`` also writes the rows for ``python -m benchmarks``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 import numpy as np
 import scipy.optimize
 
+import results
 from jaxscale import allocation, laws
 
 
@@ -62,6 +64,7 @@ def main() -> None:
   parser.add_argument("--sets", type=int, default=4000)
   parser.add_argument("--subset", type=int, default=400, help="scipy problems actually timed (then extrapolated)")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--json", help="also write the comparison rows here")
   args = parser.parse_args()
 
   budgets = np.logspace(19, 26, args.budgets)
@@ -96,6 +99,19 @@ def main() -> None:
   print("|---|---|---|---|---|---|---|")
   for label, compile_s, jax_s, scipy_s, ratio, diff, bad in rows:
     print(f"| {label} | {compile_s:.2f} | {jax_s:.2f} | {scipy_s:.1f} | {ratio:.1f}x | {diff:.1e} | {bad} |")
+
+  if args.json:
+    device = results.jax_device()
+    rows_out = [
+        results.comparison(
+            "allocation", f"`allocation.allocate`, vmapped, cost {label}", jax_s,
+            "scipy `minimize_scalar` per problem", scipy_s,
+            setting=(f"{args.budgets} budgets x {args.sets} parameter sets = {problems:,} problems; median of "
+                     f"{args.repeats} (compile {compile_s:.1f} s apart); scipy timed on {args.subset} problems, scaled"),
+            check=f"max rel. diff in N* {diff:.1e}; {bad} infeasible", device=device, reference_extrapolated=True)
+        for label, compile_s, jax_s, scipy_s, ratio, diff, bad in rows
+    ]
+    results.write_json(args.json, rows_out)
 
 
 if __name__ == "__main__":

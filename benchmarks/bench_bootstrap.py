@@ -7,9 +7,9 @@ and steady state, plus the whole CLI `jaxscale fit ... --bootstrap 4000`
 scipy: L-BFGS-B on the summed Huber objective (delta 1e-3) per replicate, warm
 started from the full-data fit like jaxscale (Besiroglu et al. restart from a
 grid, which is slower still); timed on a few replicates and extrapolated linearly
-to 4,000.
+to 4,000. ``--json PATH`` also writes the rows for ``python -m benchmarks``.
 
-  python benchmarks/bench_bootstrap.py [--repeats 3] [--scipy-replicates 50]
+  python benchmarks/bench_bootstrap.py [--repeats 3] [--scipy-replicates 50] [--replicates 4000] [--json PATH]
 """
 
 import argparse
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+import results
 from jaxscale import fitting, resampling, runs as runs_lib
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
@@ -52,22 +53,25 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--scipy-replicates", type=int, default=50)
+  parser.add_argument("--replicates", type=int, default=REPLICATES, help="bootstrap replicates (the paper's 4,000)")
+  parser.add_argument("--json", help="also write the comparison rows here")
   args = parser.parse_args()
+  replicates = args.replicates
   runs = runs_lib.read(DATA).drop_highest_loss(5)
   fit = fitting.fit("chinchilla", runs)
 
   start = time.perf_counter()
-  boot = resampling.bootstrap("chinchilla", runs, n=REPLICATES, seed=0, fit=fit)
+  boot = resampling.bootstrap("chinchilla", runs, n=replicates, seed=0, fit=fit)
   first = time.perf_counter() - start
   steady = []
   for _ in range(args.repeats):
     start = time.perf_counter()
-    resampling.bootstrap("chinchilla", runs, n=REPLICATES, seed=0, fit=fit)
+    resampling.bootstrap("chinchilla", runs, n=replicates, seed=0, fit=fit)
     steady.append(time.perf_counter() - start)
 
   cli = []
   command = [sys.executable, "-m", "jaxscale", "fit", str(DATA), "--law", "chinchilla", "--drop-highest", "5",
-             "--bootstrap", str(REPLICATES), "--format", "json"]
+             "--bootstrap", str(replicates), "--format", "json"]
   for _ in range(args.repeats):
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=os.environ)
@@ -77,21 +81,38 @@ def main():
   for _ in range(max(1, args.repeats - 1)):
     start = time.perf_counter()
     scipy_bootstrap(runs, fit, args.scipy_replicates)
-    scipy_times.append((time.perf_counter() - start) * REPLICATES / args.scipy_replicates)
+    scipy_times.append((time.perf_counter() - start) * replicates / args.scipy_replicates)
 
   jax_steady, jax_cli, scipy_full = statistics.median(steady), statistics.median(cli), statistics.median(scipy_times)
   load = os.getloadavg()[0]
-  print(f"Bootstrap of the Chinchilla law, {REPLICATES} replicates, 240 runs, {os.cpu_count()} CPU cores "
+  print(f"Bootstrap of the Chinchilla law, {replicates} replicates, 240 runs, {os.cpu_count()} CPU cores "
         f"(load average {load:.1f} at the end); medians of {args.repeats} runs.\n")
   print("| method | seconds | vs scipy |")
   print("|---|---|---|")
-  print(f"| scipy L-BFGS-B loop (timed on {args.scipy_replicates} replicates, x{REPLICATES // args.scipy_replicates} extrapolated) "
+  print(f"| scipy L-BFGS-B loop (timed on {args.scipy_replicates} replicates, x{replicates // args.scipy_replicates} extrapolated) "
         f"| {scipy_full:.1f} | 1x |")
   print(f"| jaxscale bootstrap, first call incl. compile | {first:.2f} | {scipy_full / first:.0f}x |")
   print(f"| jaxscale bootstrap, steady state | {jax_steady:.2f} | {scipy_full / jax_steady:.0f}x |")
-  print(f"| `jaxscale fit --bootstrap {REPLICATES}` CLI, whole process | {jax_cli:.2f} | {scipy_full / jax_cli:.0f}x |")
-  print(f"\njaxscale: {boot.num_converged}/{REPLICATES} replicates converged; 95% CIs "
+  print(f"| `jaxscale fit --bootstrap {replicates}` CLI, whole process | {jax_cli:.2f} | {scipy_full / jax_cli:.0f}x |")
+  print(f"\njaxscale: {boot.num_converged}/{replicates} replicates converged; 95% CIs "
         + ", ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in boot.ci95.items()))
+
+  if args.json:
+    reference = "scipy L-BFGS-B per replicate, warm-started"
+    setting = (f"{replicates} replicates of {len(runs)} runs; jaxscale median of {args.repeats}; scipy timed on "
+               f"{args.scipy_replicates} replicates x{max(1, args.repeats - 1)}, scaled")
+    check = f"{boot.num_converged}/{replicates} converged; alpha 95% CI [{boot.ci95['alpha'][0]:.4g}, {boot.ci95['alpha'][1]:.4g}]"
+    device = results.jax_device()
+    rows = [
+        results.comparison("bootstrap", "bootstrap, steady state", jax_steady, reference, scipy_full,
+                           setting=setting, check=check, device=device, reference_extrapolated=True),
+        results.comparison("bootstrap", "bootstrap, first call incl. compile", first, reference, scipy_full,
+                           setting="one run", check="", device=device, reference_extrapolated=True),
+        results.comparison("bootstrap", f"`jaxscale fit --bootstrap {replicates}`, fresh process", jax_cli, reference,
+                           scipy_full, setting=f"start-up, fit and bootstrap; median of {args.repeats}", check="",
+                           device=device, reference_extrapolated=True),
+    ]
+    results.write_json(args.json, rows)
 
 
 if __name__ == "__main__":

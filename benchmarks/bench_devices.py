@@ -6,7 +6,8 @@ process refits the same ``B`` bootstrap replicates of the Chinchilla data (5
 highest-loss runs dropped) with :func:`jaxscale.batch.bootstrap_sharded`,
 warm, several times, and reports the median.
 
-Run: ``python benchmarks/bench_devices.py [--replicates 1000] [--repeats 3]``
+Run: ``python benchmarks/bench_devices.py [--replicates 1000] [--repeats 3] [--json PATH]``
+(``--json`` also writes the rows for ``python -m benchmarks``).
 
 On a machine with C cores, more than C host devices cannot be faster: host
 devices share the same cores.
@@ -23,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import results
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
 
 CHILD = """
@@ -38,7 +41,8 @@ for _ in range(repeats):
   start = time.perf_counter()
   boot = batch.bootstrap_sharded("chinchilla", data, n=replicates, seed=0, fit=fit, devices=devices)
   times.append(time.perf_counter() - start)
-print(json.dumps({"times": times, "ci_alpha": boot.ci95["alpha"], "devices": len(jax.local_devices())}))
+print(json.dumps({"times": times, "ci_alpha": boot.ci95["alpha"], "devices": len(jax.local_devices()),
+                  "kind": jax.devices()[0].device_kind}))
 """
 
 
@@ -58,19 +62,34 @@ def main() -> None:
   parser.add_argument("--replicates", type=int, default=1000)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
+  parser.add_argument("--json", help="also write the comparison rows here")
   args = parser.parse_args()
   rows = []
   for devices in args.devices:
     out = measure(devices, args.replicates, args.repeats)
-    rows.append((devices, statistics.median(out["times"]), out["ci_alpha"]))
+    rows.append((devices, statistics.median(out["times"]), out["ci_alpha"], out["kind"]))
   base = rows[0][1]
-  print(f"{args.replicates} bootstrap refits of Chinchilla (235 runs), median of {args.repeats} warm runs, "
+  print(f"{args.replicates} bootstrap refits of Chinchilla (240 runs), median of {args.repeats} warm runs, "
         f"{os.cpu_count()} CPU cores\n")
   print("| host devices | seconds | refits / s | speed-up vs 1 | alpha 95% CI |")
   print("|---:|---:|---:|---:|---|")
-  for devices, seconds, ci in rows:
+  for devices, seconds, ci, _ in rows:
     print(f"| {devices} | {seconds:.2f} | {args.replicates / seconds:.0f} | {base / seconds:.2f}x | "
           f"[{ci[0]:.6f}, {ci[1]:.6f}] |")
+
+  if args.json:
+    base_devices, _, base_ci, _ = rows[0]
+    results.write_json(args.json, [
+        results.comparison(
+            "devices", f"sharded bootstrap refits on {devices} host devices", seconds,
+            f"the same on {base_devices} host device{'s' if base_devices > 1 else ''}", base,
+            setting=(f"{args.replicates} refits ({args.replicates / seconds:.0f}/s); median of {args.repeats} warm runs; "
+                     f"{os.cpu_count()} CPU cores shared by all devices"),
+            check=(f"alpha 95% CI [{ci[0]:.4f}, {ci[1]:.4f}], max diff to {base_devices} device(s) "
+                   f"{max(abs(ci[0] - base_ci[0]), abs(ci[1] - base_ci[1])):.1e}"),
+            device=f"{kind} x{devices}")
+        for devices, seconds, ci, kind in rows[1:]
+    ])
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ tokens per second of the real jitted train step and
     MFU = flops_per_token * tokens_per_s / peak
 
 with ``flops_per_token`` in Kaplan's convention (:func:`jaxscale.model.flops_per_token`).
-Prints a Markdown table of medians over repeats.
+Prints a Markdown table of medians over repeats (``--json PATH`` also writes the
+rows for ``python -m benchmarks``).
 
-    python benchmarks/bench_trainer.py [--sizes d64x2 d256x4] [--repeats 5]
+    python benchmarks/bench_trainer.py [--sizes d64x2 d256x4] [--repeats 5] [--json PATH]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import results
 from jaxscale import corpus as corpus_lib
 from jaxscale import model as model_lib
 from jaxscale import sweep
@@ -76,6 +78,7 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--seconds", type=float, default=1.5,
                       help="rough length of one timed repeat")
+  parser.add_argument("--json", help="also write the comparison rows here")
   args = parser.parse_args()
 
   corpus = corpus_lib.markov_corpus()
@@ -84,6 +87,7 @@ def main() -> None:
         f" float32 matmul peak (2048^3 jnp.dot, median): {peak / 1e9:.1f} GFLOP/s\n")
   print("| size | N (non-emb) | batch x context | FLOPs/token | tokens/s | GFLOP/s | MFU |")
   print("|---|---:|---:|---:|---:|---:|---:|")
+  rows = []
   for name in args.sizes:
     config = sweep.size_config(name)
     batch_size = train_lib.default_batch_size(config)
@@ -97,6 +101,15 @@ def main() -> None:
     print(f"| {name} | {model_lib.count_params(config)['non_embedding']:,} |"
           f" {batch_size} x {config.context} | {per_token / 1e6:.2f}M | {rate:,.0f} |"
           f" {achieved / 1e9:.1f} | {achieved / peak:.0%} |", flush=True)
+    rows.append(results.comparison(
+        "trainer", f"train step, {name} ({model_lib.count_params(config)['non_embedding']:,} non-emb. params)",
+        achieved / 1e9, "float32 matmul peak (2048^3 `jnp.dot`)", peak / 1e9, unit="GFLOP/s",
+        ratio_kind="utilisation",
+        setting=(f"batch {batch_size} x context {config.context}, {per_token / 1e6:.2f}M FLOPs/token (Kaplan); "
+                 f"{rate:,.0f} tokens/s; median of {args.repeats}"),
+        device=results.jax_device()))
+  if args.json:
+    results.write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""jaxscale's benchmarks: each script compares jaxscale with a reference; ``python -m benchmarks`` runs them all."""
