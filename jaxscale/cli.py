@@ -30,8 +30,15 @@ COMMANDS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+  """Usage mistakes, too, reach the user as one ``error: ...`` line (and exit code 2)."""
+
+  def error(self, message: str):
+    self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="jaxscale",
       description="Neural scaling laws in JAX: fit, bootstrap, extrapolate, allocate, train fresh runs.",
   )

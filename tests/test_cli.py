@@ -49,6 +49,9 @@ def test_laws_lists_formulas_and_presets(capsys):
         (["fit", str(CHINCHILLA_CSV), "--law", "data_constrained"], "needs column 'U'"),
         (["fit", str(CHINCHILLA_CSV), "--column", "oops"], "--column expects THEIRS=OURS"),
         (["simulate", "--budgets", "1e18,-5", "--out", "x.csv"], "--budgets"),
+        (["fitt"], "invalid choice: 'fitt'"),
+        (["fit"], "the following arguments are required: RUNS"),
+        (["allocate", "--preset", "besiroglu2024", "--compute", "1e22,x"], "expected a number, got 'x'"),
     ],
 )
 def test_errors_are_one_line_without_traceback(argv, message):

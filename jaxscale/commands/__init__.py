@@ -58,6 +58,11 @@ def positive_float(text: str) -> float:
   return value
 
 
+def positive_floats(text: str) -> list[float]:
+  """argparse type for comma-separated budgets or losses, e.g. ``1e22,1e23``."""
+  return [positive_float(item.strip()) for item in text.split(",")]
+
+
 def print_json(data: Any) -> None:
   json.dump(data, sys.stdout, indent=2, default=float)
   sys.stdout.write("\n")

@@ -3,24 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from jaxscale import commands
-
-
-def positive_list(text: str) -> list[float]:
-  """argparse type for comma-separated budgets or losses, e.g. ``1e22,1e23``."""
-  values = []
-  for item in text.split(","):
-    item = item.strip()
-    try:
-      value = float(item)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {item!r}") from None
-    if not (math.isfinite(value) and value > 0):
-      raise argparse.ArgumentTypeError(f"must be positive and finite, got {item!r}")
-    values.append(value)
-  return values
 
 
 def add_cli(subparsers) -> None:
@@ -40,8 +24,8 @@ def add_cli(subparsers) -> None:
   source.add_argument("--preset", metavar="SOURCE", help="published parameters of --law instead of a fit (e.g. besiroglu2024)")
   parser.add_argument("--law", default="chinchilla", help="law of --preset (default: %(default)s)")
   goal = parser.add_mutually_exclusive_group(required=True)
-  goal.add_argument("--compute", type=positive_list, metavar="C[,C...]", help="budget(s) in FLOPs; one row each")
-  goal.add_argument("--target-loss", type=positive_list, metavar="L[,L...]", help="loss(es) to reach at least compute")
+  goal.add_argument("--compute", type=commands.positive_floats, metavar="C[,C...]", help="budget(s) in FLOPs; one row each")
+  goal.add_argument("--target-loss", type=commands.positive_floats, metavar="L[,L...]", help="loss(es) to reach at least compute")
   parser.add_argument("--inference-tokens", type=commands.positive_float, metavar="T", help="tokens the model will serve (cost 6ND + 2NT)")
   parser.add_argument("--unique-tokens", type=commands.positive_float, metavar="U", help="cap on unique training tokens; more are repeats")
   parser.add_argument("--r-star", type=commands.positive_float, default=15.4, help="repeat decay used with law chinchilla (default: %(default)s)")
