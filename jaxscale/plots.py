@@ -216,7 +216,8 @@ def loss_vs_compute(fit, runs, *, extend_decades: float = EXTEND_DECADES, log_lo
       axes.fill_between(compute_K, band[0], band[1], color=FIT_COLOR, alpha=BAND_ALPHA, lw=0, label=f"{LEVEL:.0%} bootstrap band", zorder=2)
     axes.axvline(runs.C.max(), color="0.5", ls=":", lw=1)
     axes.text(runs.C.max(), 0.98, " extrapolation →", transform=axes.get_xaxis_transform(), va="top", ha="left", color="0.35", fontsize=9)
-  if "E" in fit.params:
+  if "E" in fit.params and fit.params["E"] >= 0.1 * float(np.min(runs.loss)):
+    # A vanishing E (an unidentified asymptote) would stretch the axis over decades below the runs.
     axes.axhline(fit.params["E"], color="0.3", ls="--", lw=1, label=f"irreducible loss E = {fit.params['E']:.3f}")
 
   axes.set_xscale("log")

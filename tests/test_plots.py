@@ -147,3 +147,13 @@ def test_plotting_leaves_pyplot_and_the_backend_alone(bootstrapped_fit, tmp_path
   out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
   assert out == ["svg", "False"]
   assert png_size(tmp_path / "b.png")[0] > 0
+
+
+def test_a_vanishing_irreducible_loss_does_not_stretch_the_loss_axis(plain_fit, isoflop_runs):
+  # An unidentified asymptote fits E ~ 0; its line on a log axis would push the runs into a sliver at the top.
+  vanished = fitting.FitResult.from_dict({**plain_fit.to_dict(), "params": {**plain_fit.params, "E": 1e-20}})
+  figure = plots.loss_vs_compute(vanished, isoflop_runs)
+  low, _ = figure.axes[0].get_ylim()
+  assert low > 1e-2  # the runs and the curve set the axis, not a line at 1e-20
+  labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+  assert not any("irreducible" in label for label in labels)
