@@ -332,6 +332,7 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
 
   figure = _figure(12.0, 5.0)
   left, right = figure.subplots(1, 2, width_ratios=(1.5, 1))
+  figure.get_layout_engine().set(wspace=0.08)  # room between the colorbar's label and the right panel's
   from matplotlib import cm, colors
 
   norm = colors.LogNorm(vmin=min(budgets), vmax=max(budgets))
