@@ -428,6 +428,7 @@ for _law in (
     data_constrained,
 ):
   register(_law)
+_BUILTIN_NAMES = frozenset(_REGISTRY)
 
 
 def get(name: str | Law) -> Law:
@@ -435,7 +436,10 @@ def get(name: str | Law) -> Law:
   if isinstance(name, Law):
     return name
   if name not in _REGISTRY:
-    raise ValueError(f"unknown law {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} (see `jaxscale laws`)")
+    raise ValueError(
+        f"unknown law {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} (see `jaxscale laws`; a law of your "
+        "own is found by name once defined with jaxscale.custom_law or added with jaxscale.register_law)"
+    )
   return _REGISTRY[name]
 
 
@@ -467,8 +471,13 @@ def custom(
     from_natural: Callable[[Params], dict[str, Any]] = _identity,
     natural_names: Sequence[str] | None = None,
     presets: Mapping[str, Mapping[str, float]] | None = None,
+    register: bool = True,
 ) -> Law:
   """Defines a law of your own; it fits, bootstraps and predicts like the built-ins.
+
+  The law is registered under ``name`` (unless ``register=False``), so fit
+  results, fit files and the CLI find it by name in this process; defining it
+  again replaces it. A built-in law's name is refused.
 
   Example:
     >>> import jax.numpy as jnp
@@ -492,4 +501,9 @@ def custom(
       natural_names=tuple(natural_names) if natural_names else None,
       presets=dict(presets or {}),
   )
+  if name in _BUILTIN_NAMES:
+    raise ValueError(f"{name!r} is a built-in law; give your law another name")
+  if register:
+    _REGISTRY[name] = law
+  return law
 

@@ -146,6 +146,11 @@ def test_custom_law_fits_with_the_same_engine():
   result = fitting.fit(law, data)
   for key, value in truth.items():
     assert result.params[key] == pytest.approx(value, rel=1e-6)
+  # Defined laws are found by name, so the result predicts and survives a JSON round trip.
+  again = fitting.FitResult.from_json(result.to_json())
+  np.testing.assert_allclose(again.predict(N=data.N, D=data.D), data.loss, rtol=1e-9)
+  with pytest.raises(ValueError, match="'chinchilla' is a built-in law"):
+    laws.custom("chinchilla", log_loss, variables=("N", "D"), start_grid={"e": [0.0], "a": [5.0], "gamma": [0.1]})
 
 
 def test_mse_loss_option_agrees_with_least_squares():
