@@ -489,7 +489,7 @@ def custom(
     >>> law.starts().shape
     (8, 3)
   """
-  return Law(
+  law = Law(
       name=name,
       formula=formula or f"custom law {name}",
       variables=tuple(variables),
