@@ -484,7 +484,8 @@ def refit_replicates(
     for _ in range(max_rounds):
       # Every round runs the same compiled program on the replicates still short of a vanishing gradient.
       # A narrower program for the few stragglers: a padded full-width chunk would cost as much as a full one.
-      width = chunk if pending.size > chunk // 4 else min(chunk, TAIL_CHUNK)
+      # (A small bootstrap keeps its one program: compiling a second would cost more than it saves.)
+      width = chunk if pending.size > chunk // 4 or chunk <= 2 * TAIL_CHUNK else TAIL_CHUNK
       theta[pending], objective[pending], gradient[pending] = _in_chunks(
           refit, np.asarray(theta[pending], float_dtype), replicate_ids[pending], width_of(width), sharding
       )
