@@ -118,7 +118,12 @@ class Law:
     return jnp.stack([jnp.asarray(params[n]) for n in self.param_names], axis=-1)
 
   def loss(self, params: Params, inputs: Mapping[str, Any]):
-    """Predicted loss (not log) from fit-space params and *raw* inputs (N, D, ...)."""
+    """Predicted loss (not log) from fit-space params and *raw* inputs (N, D, ...).
+
+    A pure JAX function: it computes in the ambient precision (float32 unless
+    x64 is on). For float64 wrap it in ``with jaxscale.fitting.precision("float64"):``,
+    or use :meth:`jaxscale.FitResult.predict` / :func:`jaxscale.predict`, which do.
+    """
     log_inputs = {v: jnp.log(jnp.asarray(inputs[v])) for v in self.variables}
     return jnp.exp(self.log_loss(params, log_inputs))
 
