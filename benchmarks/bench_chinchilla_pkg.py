@@ -45,7 +45,8 @@ import results
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
 DELTA = 1e-3
 PACKAGE = "chinchilla 0.2.0 (PyPI)"
-INSTALL = "python3 -m venv /tmp/chvenv && /tmp/chvenv/bin/pip install chinchilla==0.2.0, then --chinchilla-python /tmp/chvenv/bin/python"
+INSTALL = ("install it in its own environment (python3 -m venv /tmp/chvenv && /tmp/chvenv/bin/pip install "
+           "chinchilla==0.2.0) and pass --chinchilla-python /tmp/chvenv/bin/python")
 
 # Runs in the package's environment (no jaxscale there): fits `df.csv` in argv[1] from
 # the grid in argv[2] (JSON, keys in the package's order e, a, b, alpha, beta), argv[3] times.
@@ -90,7 +91,10 @@ def find_python(requested: str | None) -> str | None:
   """The interpreter that can import `chinchilla`: the one asked for, else this one if it can."""
   candidates = [requested] if requested else [sys.executable]
   for python in candidates:
-    probe = subprocess.run([python, "-c", "import chinchilla"], capture_output=True, text=True, check=False)
+    try:
+      probe = subprocess.run([python, "-c", "import chinchilla"], capture_output=True, text=True, check=False)
+    except OSError:  # no such interpreter
+      continue
     if probe.returncode == 0:
       return python
   return None
@@ -122,7 +126,7 @@ def main() -> None:
   python = find_python(args.chinchilla_python)
   if python is None:
     where = args.chinchilla_python or sys.executable
-    reason = f"not run: `chinchilla` is not importable by {where}; install it with {INSTALL}"
+    reason = f"not run: `chinchilla` is not importable by {where}; {INSTALL}"
     print(reason)
     if args.json:
       results.write_json(args.json, [results.failure("chinchilla package", reason, reference=PACKAGE)])
@@ -170,9 +174,11 @@ def main() -> None:
         f"objective gap jaxscale - package {objective_ours - objective_theirs:+.2e} (negative: jaxscale lower).")
 
   if args.json:
-    params = lambda p: ", ".join(f"{k} {p[k]:.4g}" for k in ("E", "A", "B", "alpha", "beta"))  # noqa: E731
+    def brief(params):
+      return ", ".join(f"{k} {params[k]:.4g}" for k in ("E", "A", "B", "alpha", "beta"))
+
     check = (f"summed Huber: jaxscale {objective_ours:.8g}, package {objective_theirs:.8g}; "
-             f"jaxscale {params(ours)}; package {params(theirs)}")
+             f"jaxscale {brief(ours)}; package {brief(theirs)}")
     setting = (f"{len(runs)} runs, {len(starts):,} starts ({args.grid} grid); package: BFGS per start over "
                f"{os.cpu_count()} processes, median of {len(package['times'])}; jaxscale median of {args.repeats}")
     device = results.jax_device()

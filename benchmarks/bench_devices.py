@@ -57,6 +57,12 @@ def measure(devices: int, replicates: int, repeats: int) -> dict:
   return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _agreement(ci, base_ci, base_devices: int) -> str:
+  difference = max(abs(ci[0] - base_ci[0]), abs(ci[1] - base_ci[1]))
+  run = f"the {base_devices}-device run"
+  return f"identical to {run}" if difference == 0 else f"differs from {run} by up to {difference:.1e}"
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--replicates", type=int, default=1000)
@@ -85,8 +91,7 @@ def main() -> None:
             f"the same on {base_devices} host device{'s' if base_devices > 1 else ''}", base,
             setting=(f"{args.replicates} refits ({args.replicates / seconds:.0f}/s); median of {args.repeats} warm runs; "
                      f"{os.cpu_count()} CPU cores shared by all devices"),
-            check=(f"alpha 95% CI [{ci[0]:.4f}, {ci[1]:.4f}], max diff to {base_devices} device(s) "
-                   f"{max(abs(ci[0] - base_ci[0]), abs(ci[1] - base_ci[1])):.1e}"),
+            check=f"alpha 95% CI [{ci[0]:.4f}, {ci[1]:.4f}], " + _agreement(ci, base_ci, base_devices),
             device=f"{kind} x{devices}")
         for devices, seconds, ci, kind in rows[1:]
     ])
