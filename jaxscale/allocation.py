@@ -186,10 +186,13 @@ def closed_form(params: Mapping[str, Any], compute) -> Allocation:
   """
   compute_K = _budgets(compute, "compute")
   E, A, B, alpha, beta = (np.asarray(params[k], np.float64)[..., None] for k in ("E", "A", "B", "alpha", "beta"))
-  G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-  N = G * (compute_K / 6.0) ** (beta / (alpha + beta))
-  D = (compute_K / 6.0) ** (alpha / (alpha + beta)) / G
-  loss = E + A / N**alpha + B / D**beta
+  # Degenerate parameter sets (a bootstrap replicate with alpha ~ 0 or A ~ 1e150) give inf or NaN
+  # in their own rows, which the bands then ignore; that is not worth a warning per call.
+  with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    N = G * (compute_K / 6.0) ** (beta / (alpha + beta))
+    D = (compute_K / 6.0) ** (alpha / (alpha + beta)) / G
+    loss = E + A / N**alpha + B / D**beta
   return Allocation(N=N, D=D, loss=loss, compute=np.broadcast_to(compute_K, N.shape))
 
 

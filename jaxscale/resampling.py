@@ -244,12 +244,16 @@ class BootstrapResult:
   @property
   def se(self) -> dict[str, float]:
     """Bootstrap standard errors (standard deviation over replicates)."""
-    return {name: float(s) for name, s in zip(self.names, np.std(self._finite(), axis=0, ddof=1))}
+    with np.errstate(over="ignore", invalid="ignore"):  # see covariance
+      spread = np.std(self._finite(), axis=0, ddof=1)
+    return {name: float(s) for name, s in zip(self.names, spread)}
 
   @property
   def covariance(self) -> np.ndarray:
     """Covariance of the natural parameters over replicates, shape ``(P, P)``."""
-    return np.atleast_2d(np.cov(self._finite(), rowvar=False))
+    # Replicates far out in a flat direction (A ~ 1e150) overflow it: inf entries, honestly, without a warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+      return np.atleast_2d(np.cov(self._finite(), rowvar=False))
 
   @property
   def derived(self) -> dict[str, dict[str, Any]]:
