@@ -360,7 +360,7 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
   left.set_ylabel("loss (nats/token)")
   left.set_title(f"IsoFLOP profiles: {len(result.points)} budgets of >= {min_sizes} sizes (Approach 2)")
   left.grid(True, which="major", alpha=0.3)
-  left.legend(loc="lower left", fontsize=8.5)
+  left.legend(loc="best", fontsize=8.5)  # parabolas rise on both sides: let matplotlib find the gap
 
   C_B = np.asarray(budgets)
   N_opt_B = np.asarray([p["N_opt"] for p in result.points])

@@ -258,17 +258,25 @@ def make_plan(preset: str, corpus: str = "synthetic") -> Plan:
   """A preset plan.
 
   * ``quick`` -- about a minute on a 2-core CPU: 2 IsoFLOP budgets x 3 sizes.
-  * ``demo`` -- about five minutes: 4 IsoFLOP budgets x up to 5 sizes, leaving out
-    runs shorter than 30 steps (each budget keeps at least 3 sizes).
+  * ``demo`` -- about five minutes: 4 IsoFLOP budgets (3e10 to 1e12 FLOPs) x 5 sizes
+    that move up with the budget, leaving out runs shorter than 30 steps.
   """
   if preset == "quick":
     return isoflop_plan([3e10, 1e11], ["d32x2", "d48x2", "d64x2"], name="quick",
                         corpus=corpus, eval_tokens=8192, num_evals=4, min_steps=20)
   if preset == "demo":
-    return isoflop_plan([5e10, 1.5e11, 4e11, 1e12],
-                        ["d32x2", "d48x2", "d64x2", "d96x3", "d128x4"],
-                        name="demo", corpus=corpus, eval_tokens=8192, num_evals=5,
-                        min_steps=30)
+    # The sizes move up with the budget so that every budget's best size lies inside
+    # the sizes it trains (the IsoFLOP parabolas then have interior minima).
+    sizes_by_budget = {
+        3e10: ["d16x1", "d32x1", "d32x2", "d48x2", "d64x2"],
+        1e11: ["d32x1", "d32x2", "d48x2", "d64x2", "d96x3"],
+        3e11: ["d32x1", "d32x2", "d48x2", "d64x2", "d96x3"],
+        1e12: ["d32x2", "d48x2", "d64x2", "d96x3", "d128x4"],
+    }
+    runs = (spec for budget, sizes in sizes_by_budget.items()
+            for spec in isoflop_plan([budget], sizes, corpus=corpus, eval_tokens=8192,
+                                     num_evals=5, min_steps=30).runs)
+    return Plan(name="demo", runs=tuple(runs))
   raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS} or pass a JSON"
                    " config file.")
 
