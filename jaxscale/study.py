@@ -6,7 +6,7 @@ the sweep resumes where it stopped, so a crashed study restarts cheaply.
 
 Example:
   >>> from jaxscale import study
-  >>> report = study.run("/tmp/demo", preset="quick")  # doctest: +SKIP
+  >>> report = study.run("/tmp/demo", plan="quick")  # doctest: +SKIP
   >>> print(open("/tmp/demo/report.md").read())  # doctest: +SKIP
 """
 
@@ -26,8 +26,8 @@ EXTRAPOLATION_FACTORS = (10.0, 100.0)
 def run(
     out_dir: str | os.PathLike,
     *,
-    preset: str = "demo",
-    corpus: str = "synthetic",
+    plan: Any = "demo",
+    corpus: str | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
@@ -36,8 +36,10 @@ def run(
 
   Args:
     out_dir: folder for every artifact (created; reused to resume a sweep).
-    preset: sweep preset, ``"quick"`` (~1 min) or ``"demo"`` (~5 min).
-    corpus: ``"synthetic"`` (known entropy rate), ``"stdlib"`` or a text path.
+    plan: sweep preset ``"quick"`` (~1 min) or ``"demo"`` (~5 min), a JSON
+      config path, or a :class:`~jaxscale.sweep.Plan`.
+    corpus: ``"synthetic"`` (known entropy rate), ``"stdlib"`` or a text path;
+      None keeps the plan's (the presets': synthetic).
     bootstrap: replicates for the confidence intervals (0 for none).
     seed: seed of the bootstrap.
     progress: show sweep progress on stderr.
@@ -51,7 +53,8 @@ def run(
   timings: dict[str, float] = {}
 
   start = time.perf_counter()
-  frame = sweep.run_sweep(preset, out, corpus=corpus, progress=progress)
+  plan = sweep.resolve_plan(plan, corpus)
+  frame = sweep.run_sweep(plan, out, progress=progress)
   timings["sweep"] = time.perf_counter() - start
   runs = runs_lib.from_frame(frame, source=str(out / "runs.csv"))
 
@@ -87,8 +90,8 @@ def run(
   entropy = frame["entropy_rate"].dropna() if "entropy_rate" in frame.columns else []
   result = {
       "out_dir": str(out),
-      "preset": preset,
-      "corpus": corpus,
+      "plan": plan.name,
+      "corpus": plan.runs[0].corpus,
       "runs": runs,
       "fit": fit,
       "allocations": rows,
@@ -109,6 +112,15 @@ def _interval(fit, name: str) -> str:
   return f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "n/a"
 
 
+def _covers(fit, truth: float) -> str:
+  interval = fit.extras.get("bootstrap", {}).get("ci95", {}).get("E")
+  if not interval:
+    return ""
+  lo, hi = interval
+  inside = lo <= truth <= hi
+  return f"The truth lies {'inside' if inside else 'outside'} the 95% bootstrap interval of E."
+
+
 def render_report(result: dict[str, Any]) -> str:
   """The study as Markdown: data, fit with CIs, E vs the true entropy, allocation, figures."""
   fit, runs = result["fit"], result["runs"]
@@ -116,7 +128,7 @@ def render_report(result: dict[str, Any]) -> str:
   lines = [
       "# jaxscale scaling study",
       "",
-      f"Preset `{result['preset']}` on the `{result['corpus']}` corpus: {len(runs)} micro-transformer runs, "
+      f"Plan `{result['plan']}` on the `{result['corpus']}` corpus: {len(runs)} micro-transformer runs, "
       f"N = {runs.N.min():.3g} to {runs.N.max():.3g} non-embedding parameters, "
       f"D = {runs.D.min():.3g} to {runs.D.max():.3g} tokens, C = {runs.C.min():.3g} to {runs.C.max():.3g} FLOPs. "
       f"Sweep {result['timings']['sweep']:.0f} s, fit and bootstrap {result['timings']['fit']:.1f} s.",
@@ -139,8 +151,9 @@ def render_report(result: dict[str, Any]) -> str:
         f"The synthetic language's entropy rate is {entropy:.4f} nats/token (computed exactly from its "
         f"transition matrix). The fitted irreducible loss is E = {E:.4f} {_interval(fit, 'E')}, "
         f"{'above' if E > entropy else 'below'} the truth by {abs(E - entropy):.4f} nats "
-        f"({100 * abs(E - entropy) / entropy:.1f}%). No model can beat the entropy rate, so E below it means "
-        "the runs are too small or too few to pin down the asymptote.",
+        f"({100 * abs(E - entropy) / entropy:.1f}%). {_covers(fit, entropy)}"
+        + (" No model can beat the entropy rate, so E below it means the runs are too small or too few to pin "
+           "down the asymptote." if E < entropy else ""),
     ]
   lines += ["", "## Compute-optimal allocation (extrapolated)", "",
             "| compute (FLOPs) | N* | D* | tokens/param | loss | N* 95% | D* 95% |", "|---|---|---|---|---|---|---|"]

@@ -18,8 +18,10 @@ def add_cli(subparsers) -> None:
       formatter_class=argparse.RawDescriptionHelpFormatter,
   )
   parser.add_argument("--out", default="jaxscale-demo", metavar="DIR", help="output folder (default: %(default)s)")
-  parser.add_argument("--quick", action="store_true", help="the ~1-minute sweep preset instead of the ~5-minute one")
-  parser.add_argument("--corpus", default="synthetic", help="synthetic (default), stdlib, or a text file/folder")
+  plan = parser.add_mutually_exclusive_group()
+  plan.add_argument("--quick", action="store_true", help="the ~1-minute sweep preset instead of the ~5-minute one")
+  plan.add_argument("--config", metavar="FILE.json", help="your own sweep plan (see `jaxscale sweep --help`)")
+  parser.add_argument("--corpus", default=None, help="synthetic (the presets' default), stdlib, or a text file/folder")
   parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--quiet", action="store_true", help="no progress display")
@@ -27,11 +29,18 @@ def add_cli(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+  import os
+
   from jaxscale import study
+
+  if args.config and not os.path.isfile(args.config):
+    raise ValueError(f"config file {args.config!r} does not exist")
+  if args.bootstrap < 0:
+    raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
 
   result = study.run(
       args.out,
-      preset="quick" if args.quick else "demo",
+      plan=args.config or ("quick" if args.quick else "demo"),
       corpus=args.corpus,
       bootstrap=args.bootstrap,
       seed=args.seed,
