@@ -422,7 +422,18 @@ def bootstrap_histograms(fit, *, bins: int = 40):
     estimate = float(fit.params[name])
     low, high = ci[name]
     log_axis = bool(values.min() > 0 and values.max() / values.min() > 3.0)
-    edges = np.geomspace(values.min(), values.max(), bins + 1) if log_axis else bins
+    # A few replicates far out in a flat direction (A ~ 1e150) would squeeze the rest into one bin:
+    # the axis spans the central 98% (and the interval and estimate), and the title counts the rest.
+    shown_lo, shown_hi = np.quantile(values, [0.01, 0.99], method="nearest")
+    shown_lo, shown_hi = min(shown_lo, low, estimate), max(shown_hi, high, estimate)
+    span = np.log if log_axis else (lambda v: v)
+    if span(values.max()) - span(values.min()) <= 3.0 * (span(shown_hi) - span(shown_lo)):
+      shown_lo, shown_hi = values.min(), values.max()  # no far-out tail: show every replicate
+    outside = int(np.count_nonzero((values < shown_lo) | (values > shown_hi)))
+    if log_axis:
+      edges = np.geomspace(shown_lo, shown_hi, bins + 1)
+    else:
+      edges = np.linspace(shown_lo, shown_hi, bins + 1) if shown_hi > shown_lo else bins
     axes.axvspan(low, high, color="tab:orange", alpha=0.12, lw=0, zorder=0)
     axes.hist(values, bins=edges, color="tab:blue", alpha=0.8, zorder=1, label="bootstrap replicates")
     for bound in (low, high):
@@ -432,7 +443,8 @@ def bootstrap_histograms(fit, *, bins: int = 40):
       axes.set_xscale("log")
     axes.set_xlabel(f"{name}" + (" (log scale)" if log_axis else ""))
     axes.set_ylabel("replicates")
-    axes.set_title(f"{name} = {_short(estimate)}   95% CI [{_short(low)}, {_short(high)}]", fontsize=10)
+    beyond = f"\n({outside} replicates beyond the axis)" if outside else ""
+    axes.set_title(f"{name} = {_short(estimate)}   95% CI [{_short(low)}, {_short(high)}]{beyond}", fontsize=10)
   for axes in panels[len(names):]:
     axes.set_visible(False)
   from matplotlib.patches import Patch

@@ -157,3 +157,18 @@ def test_a_vanishing_irreducible_loss_does_not_stretch_the_loss_axis(plain_fit, 
   assert low > 1e-2  # the runs and the curve set the axis, not a line at 1e-20
   labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
   assert not any("irreducible" in label for label in labels)
+
+
+def test_far_out_replicates_do_not_squeeze_a_histogram(bootstrapped_fit):
+  # A handful of replicates wandering to A ~ 1e150 along a flat direction, as on tiny sweeps.
+  data = bootstrapped_fit.to_dict()
+  section = dict(data["extras"]["bootstrap"])
+  samples = np.array(section["samples"], dtype=float)
+  samples[:2, 1] = 1e150
+  section["samples"] = samples.tolist()
+  wild = fitting.FitResult.from_dict({**data, "extras": {**data["extras"], "bootstrap": section}})
+  figure = plots.bootstrap_histograms(wild)
+  a_axes = figure.axes[1]
+  assert a_axes.get_xlim()[1] < 1e10
+  assert "2 replicates beyond the axis" in a_axes.get_title()
+  assert "beyond" not in figure.axes[0].get_title()  # E has no far-out tail: every replicate shown
