@@ -170,5 +170,6 @@ def test_far_out_replicates_do_not_squeeze_a_histogram(bootstrapped_fit):
   figure = plots.bootstrap_histograms(wild)
   a_axes = figure.axes[1]
   assert a_axes.get_xlim()[1] < 1e10
-  assert "2 replicates beyond the axis" in a_axes.get_title()
+  beyond = int(a_axes.get_title().split("(")[1].split()[0])
+  assert 2 <= beyond <= 2 + 0.02 * len(samples)  # the far-out ones, and at most the 1% tails
   assert "beyond" not in figure.axes[0].get_title()  # E has no far-out tail: every replicate shown
