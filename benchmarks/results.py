@@ -202,7 +202,8 @@ def render(
     load = f"- **Load average** (1 min) at start {load_start:.1f}"
     if load_end is not None:
       load += f", at end {load_end:.1f}"
-    if max(load_start, load_end or 0.0) > 0.5 * (machine.get("cores") or 1):
+    # The end reading includes the benchmarks' own processes; only the start says whether others were busy.
+    if load_start > 0.5 * (machine.get("cores") or 1):
       load += "; **the machine was busy with other work, so these timings are pessimistic**"
     lines.append(load)
   lines += [
