@@ -80,7 +80,7 @@ def test_data_constrained_matches_muennighoffs_formula_with_excess_parameters():
   effective_tokens = U * (1 + 15.4 * (1 - np.exp(-repeats / 15.4)))
   expected = 1.87 + 521 / effective_params**0.353 + 1488 / effective_tokens**0.353
   with fitting.precision("float64"):
-    ours = laws.data_constrained.natural_loss(natural, {"N": N, "D": D, "U": U})
+    ours = np.asarray(laws.data_constrained.natural_loss(natural, {"N": N, "D": D, "U": U}))
   np.testing.assert_allclose(ours, expected, rtol=1e-12)
   assert np.all(np.diff(ours) < 0) and ours[-1] > ours[-2] - 0.01  # excess parameters help less and less
 
