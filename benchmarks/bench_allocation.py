@@ -49,15 +49,6 @@ def scipy_allocation(params: dict[str, float], compute: float, inference_tokens:
   return float(np.exp(result.x))
 
 
-def time_call(fn, repeats: int) -> list[float]:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return times
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--budgets", type=int, default=100)
@@ -79,12 +70,12 @@ def main() -> None:
     start = time.perf_counter()
     solved = allocation.allocate("chinchilla", sets, budgets, cost=cost)
     first = time.perf_counter() - start
-    jax_times = time_call(lambda: allocation.allocate("chinchilla", sets, budgets, cost=cost), args.repeats)
+    jax_times = results.time_call(lambda: allocation.allocate("chinchilla", sets, budgets, cost=cost), args.repeats)
 
     def run_subset():
       return [scipy_allocation({k: v[b] for k, v in sets.items()}, budgets[k], tokens) for b, k in subset]
 
-    scipy_times = time_call(run_subset, max(1, args.repeats // 2))
+    scipy_times = results.time_call(run_subset, max(1, args.repeats // 2))
     reference = np.array(run_subset())
     ours = np.array([solved.N[b, k] for b, k in subset])
     finite = np.isfinite(ours)

@@ -72,15 +72,6 @@ def peak_resident_mb(fn) -> float | None:
   return None
 
 
-def time_call(fn, repeats: int) -> list[float]:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return times
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--queries", type=int, default=10_000, help="query points timed")
@@ -101,8 +92,8 @@ def main() -> None:
   start = time.perf_counter()
   band = jaxscale_band(inputs)
   first = time.perf_counter() - start
-  jax_times = time_call(lambda: jaxscale_band(inputs), args.repeats)
-  numpy_times = time_call(lambda: numpy_quantiles(sets, inputs), args.repeats)
+  jax_times = results.time_call(lambda: jaxscale_band(inputs), args.repeats)
+  numpy_times = results.time_call(lambda: numpy_quantiles(sets, inputs), args.repeats)
   reference = numpy_quantiles(sets, inputs)
   difference = float(np.max(np.abs(band.quantiles / reference - 1)))
 

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -92,6 +93,16 @@ def failure(benchmark: str, reason: str, *, reference: str = "") -> dict[str, An
   return {"benchmark": benchmark, "jaxscale": "", "jaxscale_value": None, "reference": reference,
           "reference_value": None, "reference_extrapolated": False, "unit": "s", "ratio": None,
           "ratio_kind": "speed-up", "setting": "", "check": reason, "device": ""}
+
+
+def time_call(fn, repeats: int) -> list[float]:
+  """Wall seconds of ``repeats`` calls of ``fn()``."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
 
 
 def write_json(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
