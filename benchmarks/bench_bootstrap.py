@@ -19,14 +19,13 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import results
 from jaxscale import fitting, resampling, runs as runs_lib
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
+DATA = results.CHINCHILLA_CSV
 REPLICATES = 4000
 
 

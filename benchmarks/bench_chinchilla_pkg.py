@@ -36,13 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 import results
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
+DATA = results.CHINCHILLA_CSV
 DELTA = 1e-3
 PACKAGE = "chinchilla 0.2.0 (PyPI)"
 INSTALL = ("install it in its own environment (python3 -m venv /tmp/chvenv && /tmp/chvenv/bin/pip install "

@@ -22,11 +22,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import results
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
+DATA = results.CHINCHILLA_CSV
 
 CHILD = """
 import json, sys, time

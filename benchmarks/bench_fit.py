@@ -27,13 +27,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import results
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
+DATA = results.CHINCHILLA_CSV
 
 
 def scipy_loop(runs, starts):

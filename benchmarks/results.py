@@ -32,6 +32,10 @@ RATIO_KINDS = ("speed-up", "utilisation")
 UNITS = ("s", "GFLOP/s")
 
 
+# The reference data lives beside the project (../shared/data), never inside it.
+CHINCHILLA_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_svg_extracted.csv"
+
+
 def comparison(
     benchmark: str,
     jaxscale: str,

@@ -324,8 +324,11 @@ def _check_law(law: laws_lib.Law) -> None:
     )
 
 
-def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tokens, r_star: float, r_n_star: float):
-  """The law and natural params that read a cap ``U`` on unique tokens (``log U`` too)."""
+def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tokens, decay: Mapping[str, float]):
+  """The law and natural params that read a cap ``U`` on unique tokens (``log U`` too).
+
+  ``decay`` holds the data-constrained law's ``R_star`` and ``R_N_star`` that extend ``chinchilla``.
+  """
   if unique_tokens is None:
     if "U" in law.variables:
       return law, params, NO_CAP_LOG_U
@@ -336,11 +339,11 @@ def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tok
     # Chinchilla has no notion of repeats; Muennighoff et al.'s decay of repeated tokens fills it in.
     like = np.asarray(params["E"], np.float64)
     law = laws_lib.get("data_constrained")
-    params = {**params, "R_star": np.full_like(like, r_star), "R_N_star": np.full_like(like, r_n_star)}
+    params = {**params, **{name: np.full_like(like, value) for name, value in decay.items()}}
   elif "U" not in law.variables:
     raise ValueError(
-        f"a cap on unique tokens needs law 'data_constrained' (or 'chinchilla', which gets R* = {r_star}, "
-        f"R_N* = {r_n_star}); "
+        f"a cap on unique tokens needs law 'data_constrained' (or 'chinchilla', which gets R* = {decay['R_star']}, "
+        f"R_N* = {decay['R_N_star']}); "
         f"law {law.name!r} cannot tell repeated tokens from fresh ones"
     )
   return law, params, math.log(unique_tokens)
@@ -358,10 +361,14 @@ def _prepare_params(law: laws_lib.Law, params: Mapping[str, Any]):
   return arrays, batched
 
 
-def _run(law, params, levels_K, cost, unique_tokens, r_star, r_n_star, mode) -> Allocation:
+def _decay(r_star: float, r_n_star: float) -> dict[str, float]:
+  return {"R_star": float(r_star), "R_N_star": float(r_n_star)}
+
+
+def _run(law, params, levels_K, cost, unique_tokens, decay, mode) -> Allocation:
   law = laws_lib.get(law)
   _check_law(law)
-  law, params, log_U = _with_unique_tokens(law, params, unique_tokens, r_star, r_n_star)
+  law, params, log_U = _with_unique_tokens(law, params, unique_tokens, decay)
   arrays, batched = _prepare_params(law, params)
   cost = training() if cost is None else cost
   if not isinstance(cost, Cost):
@@ -413,7 +420,7 @@ def allocate(
     >>> bool(serving.N[0] < allocate("chinchilla", params, 1e24).N[0])
     True
   """
-  return _run(law, params, _budgets(compute, "compute"), cost, unique_tokens, r_star, r_n_star, "budget")
+  return _run(law, params, _budgets(compute, "compute"), cost, unique_tokens, _decay(r_star, r_n_star), "budget")
 
 
 def allocate_for_loss(
@@ -443,7 +450,7 @@ def allocate_for_loss(
         f"target loss {low:g} is unreachable: the law's irreducible loss is E = {float(params['E']):.4g}; "
         "choose a target above it"
     )
-  return _run(law, params, targets_K, cost, unique_tokens, r_star, r_n_star, "target")
+  return _run(law, params, targets_K, cost, unique_tokens, _decay(r_star, r_n_star), "target")
 
 
 def bands(samples: Allocation, level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:

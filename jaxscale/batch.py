@@ -214,37 +214,8 @@ def fit_by(law: str | laws_lib.Law, runs: Any, column: str, **kwargs) -> dict[Ha
 # --- Sharded bootstrap -----------------------------------------------------------------------
 
 
-def bootstrap_sharded(
-    law: str | laws_lib.Law,
-    runs: Any,
-    *,
-    n: int = resampling.DEFAULT_REPLICATES,
-    seed: int = 0,
-    fit: fitting.FitResult | None = None,
-    cluster: str | None = None,
-    dtype: str = "float64",
-    devices: int | Sequence[jax.Device] | None = None,
-    **options,
-) -> resampling.BootstrapResult:
-  """:func:`jaxscale.resampling.bootstrap` on the given local devices (kept for the batch API).
-
-  The replicates, and so the intervals, are the same on any number of devices.
-
-  Args:
-    law, runs, n, seed, fit, cluster, dtype: as for :func:`jaxscale.resampling.bootstrap`.
-    devices: see :func:`local_devices`.
-    **options: ``extra_starts``, ``chunk``, ``steps_per_round``, ``max_rounds``.
-
-  Returns:
-    A :class:`~jaxscale.resampling.BootstrapResult`.
-
-  Example:
-    >>> boot = bootstrap_sharded("chinchilla", runs, n=4000, seed=0, devices=8)  # doctest: +SKIP
-    >>> boot.ci95["alpha"]  # doctest: +SKIP
-  """
-  return resampling.bootstrap(
-      law, runs, n=n, seed=seed, fit=fit, cluster=cluster, dtype=dtype, devices=devices, **options
-  )
+# Kept for the batch API: resampling.bootstrap itself splits each chunk over `devices`.
+bootstrap_sharded = resampling.bootstrap
 
 
 # --- CLI (called by `jaxscale fit --by COLUMN` / `--devices K`) --------------------------------

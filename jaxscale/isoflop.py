@@ -304,7 +304,15 @@ def approach2(
 
   a_samples = b_samples = None
   boot = None
-  if bootstrap:
+  if bootstrap and max(point["sizes"] for point in points) <= MIN_SIZES:
+    # A parabola through 3 sizes fits them exactly: a replicate either redraws all 3 (the same
+    # parabola) or loses the budget, so the spread would reflect which budgets survive, not the
+    # noise. No resampling, and no interval rather than a misleading one.
+    skipped.append(
+        f"bootstrap: every budget has only {MIN_SIZES} model sizes, which a parabola fits exactly, so resampling "
+        "cannot measure the uncertainty and no confidence interval is reported; use >= 4 sizes per budget"
+    )
+  elif bootstrap:
     rng = np.random.default_rng(seed)
     sub_slots = slots_BxM[keep_B]
     counts_SxBxM = np.zeros((bootstrap, keep_B.size, sub_slots.shape[1]))
@@ -327,15 +335,6 @@ def approach2(
     a_samples, _ = _line_slopes(log_C_SxB, log_N_SxB, ok_SxB)
     b_samples, _ = _line_slopes(log_C_SxB, log_D_SxB, ok_SxB)
     boot = {"n": int(bootstrap), "seed": int(seed), "valid": int(np.count_nonzero(ok_S))}
-    if max(point["sizes"] for point in points) <= MIN_SIZES:
-      # A parabola through 3 sizes fits them exactly: a replicate either redraws all 3 (the same
-      # parabola) or loses the budget, so the spread would reflect which budgets survive, not the
-      # noise. Report no interval rather than a misleading one.
-      a_samples = b_samples = None
-      skipped.append(
-          f"bootstrap: every budget has only {MIN_SIZES} model sizes, which a parabola fits exactly, so resampling "
-          "cannot measure the uncertainty and no confidence interval is reported; use >= 4 sizes per budget"
-      )
     lost = int(ok_SxB.size - np.count_nonzero(ok_SxB)) + (bootstrap - boot["valid"]) * keep_B.size
     if lost:
       skipped.append(

@@ -141,6 +141,11 @@ def _best_starts(law, starts_SxP, log_inputs, log_loss_R, weights_R, *, options,
   return starts_SxP[best]
 
 
+def _converged(gradient_K, objective_K, tolerance: float) -> np.ndarray:
+  """Replicates whose gradient norm has vanished relative to ``1 + |objective|``."""
+  return gradient_K <= tolerance * (1.0 + np.abs(objective_K))
+
+
 def _in_chunks(fn, theta0_KxP, ids_K, width: int, sharding):
   """Calls ``fn(theta0, ids)`` on fixed-width chunks (the last padded) so it compiles once.
 
@@ -468,8 +473,9 @@ def refit_replicates(
   unit_of_run, num_units = _units(runs, cluster)
   key = jax.random.key(int(seed))
   count = len(replicate_ids)
+  chunk = int(min(chunk, count))  # a bootstrap smaller than a chunk is one chunk, of its own size
   # Chunk widths are multiples of the device count so every device gets an equal share.
-  width_of = lambda width: len(devices) * math.ceil(max(1, min(width, count)) / len(devices))  # noqa: E731
+  width_of = lambda width: len(devices) * math.ceil(width / len(devices))  # noqa: E731
 
   with fitting.precision(dtype) as float_dtype:
     log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, float_dtype)
@@ -493,7 +499,7 @@ def refit_replicates(
       theta[pending], objective[pending], gradient[pending] = _in_chunks(
           refit, np.asarray(theta[pending], float_dtype), replicate_ids[pending], width_of(width), sharding
       )
-      converged = gradient <= tolerance * (1.0 + np.abs(objective))
+      converged = _converged(gradient, objective, tolerance)
       pending = np.flatnonzero(~converged)
       if pending.size == 0:
         break
@@ -519,7 +525,7 @@ def refit_replicates(
       theta[pending[better]] = new_theta[better]
       objective[pending[better]] = new_objective[better]
       gradient[pending[better]] = new_gradient[better]
-      converged = gradient <= tolerance * (1.0 + np.abs(objective))
+      converged = _converged(gradient, objective, tolerance)
 
   theta[~np.isfinite(objective)] = np.nan
   return theta, objective, converged

@@ -35,6 +35,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 if TYPE_CHECKING:
@@ -215,7 +216,8 @@ def budget_label(compute: float) -> str:
   return f"C={compute:.3g}"
 
 
-def isoflop_plan(compute_budgets: Sequence[float], sizes: Sequence[str | dict], *,
+def isoflop_plan(compute_budgets: Sequence[float],
+                 sizes: Sequence[str | dict] | Mapping[float, Sequence[str | dict]], *,
                  name: str = "isoflop", corpus: str = "synthetic",
                  context: int = DEFAULT_CONTEXT, seeds: Sequence[int] = (0,),
                  learning_rate: float | None = None, batch_size: int | None = None,
@@ -223,19 +225,23 @@ def isoflop_plan(compute_budgets: Sequence[float], sizes: Sequence[str | dict], 
                  min_steps: int = 1) -> Plan:
   """For each compute budget C, every size with ``D = C / flops_per_token(size)``.
 
-  Runs of one budget share ``group = budget_label(C)``. A (budget, size) pair that
-  would train fewer than ``min_steps`` steps is left out; a budget left with no size
-  is a ValueError.
+  ``sizes`` is one list for every budget, or ``{C: sizes}`` so the sizes can move
+  up with the budget. Runs of one budget share ``group = budget_label(C)``. A
+  (budget, size) pair that would train fewer than ``min_steps`` steps is left out; a
+  budget left with no size is a ValueError.
   """
   from jaxscale import model as model_lib
   from jaxscale import train as train_lib
 
+  if isinstance(sizes, Mapping) and set(sizes) != set(compute_budgets):
+    raise ValueError(f"sizes per budget must name exactly the budgets {list(compute_budgets)},"
+                     f" got {list(sizes)}.")
   runs = []
   for compute in compute_budgets:
     if not compute > 0:
       raise ValueError(f"compute budgets must be positive, got {compute!r}.")
     kept = []
-    for size in sizes:
+    for size in (sizes[compute] if isinstance(sizes, Mapping) else sizes):
       config = size_config(size, context=context)
       tokens = int(compute // model_lib.flops_per_token(config))
       batch = train_lib.default_batch_size(config) if batch_size is None else batch_size
@@ -273,10 +279,8 @@ def make_plan(preset: str, corpus: str = "synthetic") -> Plan:
         3e11: ["d32x1", "d32x2", "d48x2", "d64x2", "d96x3"],
         1e12: ["d32x2", "d48x2", "d64x2", "d96x3", "d128x4"],
     }
-    runs = (spec for budget, sizes in sizes_by_budget.items()
-            for spec in isoflop_plan([budget], sizes, corpus=corpus, eval_tokens=8192,
-                                     num_evals=5, min_steps=30).runs)
-    return Plan(name="demo", runs=tuple(runs))
+    return isoflop_plan(list(sizes_by_budget), sizes_by_budget, name="demo", corpus=corpus,
+                        eval_tokens=8192, num_evals=5, min_steps=30)
   raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS} or pass a JSON"
                    " config file.")
 
@@ -510,7 +514,6 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
     >>> runs = run_sweep("quick", "/tmp/quick-sweep")  # doctest: +SKIP
     >>> runs[["N", "D", "C", "loss"]]  # doctest: +SKIP
   """
-
   from jaxscale import corpus as corpus_lib
   from jaxscale import model as model_lib
   from jaxscale import train as train_lib

@@ -8,13 +8,22 @@ DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CHINCHILLA_CSV = DATA_DIR / "chinchilla_svg_extracted.csv"
 
 
+def pytest_sessionstart(session):
+  # Many tests reproduce published numbers from this file; without it the run would end in dozens of
+  # identical errors. Say once what is missing and where it is looked for.
+  if not CHINCHILLA_CSV.exists():
+    pytest.exit(
+        f"reference data missing: {CHINCHILLA_CSV}. The tests read ../shared/data/ beside the checkout "
+        "(CI provides it there; it is never copied into the project): clone next to that shared/ folder.",
+        returncode=2,
+    )
+
+
 @pytest.fixture(scope="session")
 def chinchilla_runs():
   """Hoffmann et al.'s 245 runs as digitised by Besiroglu et al., five highest-loss runs dropped."""
   from jaxscale import runs
 
-  if not CHINCHILLA_CSV.exists():
-    pytest.fail(f"reference data missing: {CHINCHILLA_CSV} (the project reads ../shared/data/)")
   return runs.read(CHINCHILLA_CSV).drop_highest_loss(5)
 
 

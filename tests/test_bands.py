@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxscale import bands, cli, fitting, laws, resampling
+from jaxscale import bands, cli, laws, resampling
 
 
 @pytest.fixture(scope="module")

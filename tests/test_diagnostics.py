@@ -1,7 +1,6 @@
 """Diagnostics flag designs and fits that cannot be trusted, and stay quiet on good ones."""
 
 import dataclasses
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +8,8 @@ import pytest
 
 from jaxscale import diagnostics, fitting, laws
 from jaxscale import runs as runs_lib
+from tests.conftest import CHINCHILLA_CSV
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRUTH = laws.preset("chinchilla", "besiroglu2024")
 SIZES = np.geomspace(1e7, 1e10, 30)
 
@@ -21,7 +20,7 @@ def codes(found):
 
 @pytest.fixture(scope="module")
 def chinchilla():
-  runs = runs_lib.read(DATA / "chinchilla_svg_extracted.csv").drop_highest_loss(5)
+  runs = runs_lib.read(CHINCHILLA_CSV).drop_highest_loss(5)
   return fitting.fit("chinchilla", runs), runs
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxscale import fitting, laws, runs, simulate
+from jaxscale import fitting, laws, simulate
 
 # Besiroglu et al. 2024: the grid fit on the 240 runs (data README).
 BESIROGLU_GRID_FIT = {"E": 1.817, "A": 477.8, "B": 2143.9, "alpha": 0.347, "beta": 0.367}

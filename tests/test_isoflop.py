@@ -2,7 +2,6 @@
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +9,8 @@ import pytest
 
 from jaxscale import cli, isoflop, laws
 from jaxscale import runs as runs_lib
+from tests.conftest import CHINCHILLA_CSV
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CHINCHILLA = DATA / "chinchilla_svg_extracted.csv"
 TRUTH = laws.preset("chinchilla", "besiroglu2024")
 BUDGETS = np.geomspace(1e18, 1e22, 9)
 
@@ -150,7 +148,7 @@ def test_budgets_with_too_few_sizes_are_skipped_with_a_warning(tables):
 
 
 def test_chinchilla_data_gives_the_published_approach2_exponents():
-  runs = runs_lib.read(CHINCHILLA)
+  runs = runs_lib.read(CHINCHILLA_CSV)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", isoflop.IsoFLOPWarning)
     # Budgets with >= 8 sizes are the nine IsoFLOP profiles of Hoffmann et al. plus one at 1.8e20.

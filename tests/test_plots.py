@@ -1,6 +1,5 @@
 """Figures: every PNG is written with its size, bands appear exactly with a bootstrap, bad input is one error line."""
 
-import json
 import struct
 import subprocess
 import sys

@@ -1,16 +1,14 @@
 """Plain-language summaries of fitted laws."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from jaxscale import allocation, cli, fitting, laws, summary
+from tests.conftest import CHINCHILLA_CSV
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CHINCHILLA_CSV = DATA / "chinchilla_svg_extracted.csv"
 P = laws.preset("chinchilla", "besiroglu2024")
 
 

@@ -32,6 +32,15 @@ def test_isoflop_plan_groups_runs_by_shared_compute():
   assert [s.run_id for s in plan.runs] == [s.run_id for s in again.runs]
 
 
+def test_isoflop_plan_takes_sizes_per_budget():
+  plan = sweep.isoflop_plan([1e10, 3e10], {1e10: ["d32x2", "d48x2"], 3e10: ["d48x2", "d64x2", "d96x3"]})
+  assert [(s.group, sweep.size_name(s.model)) for s in plan.runs] == [
+      ("C=1e+10", "d32x2"), ("C=1e+10", "d48x2"),
+      ("C=3e+10", "d48x2"), ("C=3e+10", "d64x2"), ("C=3e+10", "d96x3")]
+  with pytest.raises(ValueError, match="sizes per budget must name exactly the budgets"):
+    sweep.isoflop_plan([1e10, 3e10], {1e10: ["d32x2"]})
+
+
 def test_presets_shape():
   quick = sweep.make_plan("quick")
   assert len(quick.runs) >= 6

@@ -1,7 +1,6 @@
 """Validation by held-out budgets: extrapolation errors on exact, noisy and real runs."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,8 +8,8 @@ import pytest
 
 from jaxscale import cli, laws, validation
 from jaxscale import runs as runs_lib
+from tests.conftest import CHINCHILLA_CSV
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRUTH = laws.preset("chinchilla", "besiroglu2024")
 
 
@@ -57,7 +56,7 @@ def test_leave_one_budget_out_trains_on_all_other_budgets():
 
 
 def test_chinchilla_data_extrapolates_to_about_one_percent():
-  runs = runs_lib.read(DATA / "chinchilla_svg_extracted.csv").drop_highest_loss(5)
+  runs = runs_lib.read(CHINCHILLA_CSV).drop_highest_loss(5)
   result = validation.validate("chinchilla", runs, holdout=3)
   # The three largest budgets with >= 3 runs: Hoffmann et al.'s 6e20, 1e21 and 3e21 profiles.
   assert [f.test_runs for f in result.folds] == [13, 16, 8]

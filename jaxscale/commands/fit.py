@@ -33,6 +33,7 @@ def add_cli(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
   from jaxscale import batch, fitting
+  from jaxscale import devices as devices_lib
 
   if args.keep < 0:
     raise ValueError(f"--keep must be >= 0, got {args.keep}")
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f"--max-steps must be >= 1, got {args.max_steps}")
   if args.bootstrap < 0:
     raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-  devices = batch.local_devices(args.devices)  # checks --devices before any work
+  devices = devices_lib.local_devices(args.devices)  # checks --devices before any work
   runs = commands.load_runs(args)
   if args.by:
     return batch.run_by(args, runs)
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
   if args.bootstrap:
     from jaxscale import resampling
 
-    boot = batch.bootstrap_sharded(
+    boot = resampling.bootstrap(
         args.law, runs, n=args.bootstrap, seed=args.seed, fit=result, cluster=args.cluster, dtype=args.dtype,
         devices=devices,
     )
