@@ -1,8 +1,9 @@
 """Trainer throughput and model FLOPs utilisation (MFU) on this machine.
 
-Measures the float32 matmul peak (a large ``jnp.dot``, timed in the same process),
-then, for each size of the ``demo`` preset (plus the top of the ladder), the trained
-tokens per second of the real jitted train step and
+Measures the matmul peak in the training dtype (a large ``jnp.dot`` on random data,
+timed in the same process: 2048^3 on a CPU, 8192^3 on a GPU), then, for each size of
+the ``demo`` preset (plus the top of the ladder), the trained tokens per second of the
+real jitted train step and
 
     MFU = flops_per_token * tokens_per_s / peak
 
@@ -11,11 +12,17 @@ Prints a Markdown table of medians over repeats (``--json PATH`` also writes the
 rows for ``python -m benchmarks``).
 
     python benchmarks/bench_trainer.py [--sizes d64x2 d256x4] [--repeats 5] [--json PATH]
+
+On a GPU, the ~100M-parameter goal (GPT-2 small's shape, byte vocabulary) is
+
+    python benchmarks/bench_trainer.py --sizes d768x12 --dtype bfloat16 \
+        --context 1024 --batch-size 32 64
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -30,10 +37,10 @@ from jaxscale import sweep
 from jaxscale import train as train_lib
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 7) -> float:
-  """Median FLOP/s of an ``n x n`` float32 matmul."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+def matmul_peak_flops(n: int = 2048, repeats: int = 7, dtype=jnp.float32) -> float:
+  """Median FLOP/s of an ``n x n`` matmul in ``dtype`` on random data."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   dot = jax.jit(jnp.dot)
   dot(a, b).block_until_ready()
   rates = []
@@ -67,6 +74,8 @@ def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: i
       params, opt_state, loss = step_fn(params, opt_state, batch, lr)
     loss.block_until_ready()
     rates.append(steps * batch_size * config.context / (time.perf_counter() - start))
+  if not np.isfinite(float(loss)):
+    raise FloatingPointError(f"train loss became {float(loss)} while timing {config}")
   return statistics.median(rates)
 
 
@@ -74,7 +83,13 @@ def main() -> None:
   demo_sizes = list(dict.fromkeys(sweep.size_name(s.model)
                                   for s in sweep.make_plan("demo").runs))
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--sizes", nargs="+", default=demo_sizes + ["d256x4"])
+  parser.add_argument("--sizes", nargs="+", default=demo_sizes + ["d256x4"],
+                      help="ladder names, or d<d_model>x<n_layers> with heads of 64")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                      help="activation dtype (parameters and Adam stay float32)")
+  parser.add_argument("--context", type=int, default=sweep.DEFAULT_CONTEXT)
+  parser.add_argument("--batch-size", type=int, nargs="+",
+                      help="sequences per step (default: the trainer's rule per size)")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--seconds", type=float, default=1.5,
                       help="rough length of one timed repeat")
@@ -82,32 +97,39 @@ def main() -> None:
   args = parser.parse_args()
 
   corpus = corpus_lib.markov_corpus()
-  peak = matmul_peak_flops()
+  on_gpu = jax.default_backend() == "gpu"
+  peak_n = 8192 if on_gpu else 2048
+  peak = matmul_peak_flops(peak_n, dtype=jnp.dtype(args.dtype))
+  peak_name = f"{args.dtype} matmul peak ({peak_n}^3 `jnp.dot`)"
   print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s);"
-        f" float32 matmul peak (2048^3 jnp.dot, median): {peak / 1e9:.1f} GFLOP/s\n")
-  print("| size | N (non-emb) | batch x context | FLOPs/token | tokens/s | GFLOP/s | MFU |")
-  print("|---|---:|---:|---:|---:|---:|---:|")
+        f" {peak_name}, median: {peak / 1e9:,.1f} GFLOP/s\n")
+  print("| size | N (non-emb) | dtype | batch x context | FLOPs/token | tokens/s | GFLOP/s |"
+        " MFU |")
+  print("|---|---:|---|---:|---:|---:|---:|---:|")
   rows = []
   for name in args.sizes:
-    config = sweep.size_config(name)
-    batch_size = train_lib.default_batch_size(config)
+    config = dataclasses.replace(sweep.size_config(name, context=args.context),
+                                 dtype=args.dtype)
+    n_params = model_lib.count_params(config)["non_embedding"]
     per_token = model_lib.flops_per_token(config)
-    # Size the timed loop to ~args.seconds at a guessed 30% of peak.
-    guess = 0.3 * peak / per_token
-    steps = max(5, int(args.seconds * guess / (batch_size * config.context)))
-    rate = trainer_tokens_per_s(config, corpus, batch_size=batch_size, steps=steps,
-                                repeats=args.repeats)
-    achieved = per_token * rate
-    print(f"| {name} | {model_lib.count_params(config)['non_embedding']:,} |"
-          f" {batch_size} x {config.context} | {per_token / 1e6:.2f}M | {rate:,.0f} |"
-          f" {achieved / 1e9:.1f} | {achieved / peak:.0%} |", flush=True)
-    rows.append(results.comparison(
-        "trainer", f"train step, {name} ({model_lib.count_params(config)['non_embedding']:,} non-emb. params)",
-        achieved / 1e9, "float32 matmul peak (2048^3 `jnp.dot`)", peak / 1e9, unit="GFLOP/s",
-        ratio_kind="utilisation",
-        setting=(f"batch {batch_size} x context {config.context}, {per_token / 1e6:.2f}M FLOPs/token (Kaplan); "
-                 f"{rate:,.0f} tokens/s; median of {args.repeats}"),
-        device=results.jax_device()))
+    for batch_size in args.batch_size or [train_lib.default_batch_size(config)]:
+      # Size the timed loop to ~args.seconds at a guessed 30% of peak.
+      guess = 0.3 * peak / per_token
+      steps = max(5, int(args.seconds * guess / (batch_size * config.context)))
+      rate = trainer_tokens_per_s(config, corpus, batch_size=batch_size, steps=steps,
+                                  repeats=args.repeats)
+      achieved = per_token * rate
+      print(f"| {name} | {n_params:,} | {args.dtype} | {batch_size} x {config.context} |"
+            f" {per_token / 1e6:.2f}M | {rate:,.0f} | {achieved / 1e9:,.1f} |"
+            f" {achieved / peak:.0%} |", flush=True)
+      rows.append(results.comparison(
+          "trainer", f"train step, {name} ({n_params:,} non-emb. params)",
+          achieved / 1e9, peak_name, peak / 1e9, unit="GFLOP/s",
+          ratio_kind="utilisation",
+          setting=(f"{args.dtype}, batch {batch_size} x context {config.context},"
+                   f" {per_token / 1e6:.2f}M FLOPs/token (Kaplan); {rate:,.0f} tokens/s;"
+                   f" median of {args.repeats}"),
+          device=results.jax_device()))
   if args.json:
     results.write_json(args.json, rows)
 

@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -76,11 +77,18 @@ def size_config(size: str | dict, *, vocab_size: int = CORPUS_VOCAB_SIZE,
   from jaxscale.model import ModelConfig
 
   if isinstance(size, str):
-    if size not in SIZE_LADDER:
-      raise ValueError(
-          f"unknown size {size!r}; pick one of {list(SIZE_LADDER)} or give a dict of"
-          " ModelConfig fields (d_model, n_layers, n_heads, d_ff).")
-    d_model, n_layers, n_heads = SIZE_LADDER[size]
+    if size in SIZE_LADDER:
+      d_model, n_layers, n_heads = SIZE_LADDER[size]
+    else:
+      # Off the ladder, "d768x12" means GPT-style heads of 64 dimensions.
+      match = re.fullmatch(r"d(\d+)x(\d+)", size)
+      if match is None or int(match[1]) % 64 or int(match[1]) == 0:
+        raise ValueError(
+            f"unknown size {size!r}; pick one of {list(SIZE_LADDER)}, a name"
+            " 'd<d_model>x<n_layers>' with d_model a multiple of 64 (heads of 64), or"
+            " give a dict of ModelConfig fields (d_model, n_layers, n_heads, d_ff).")
+      d_model, n_layers = int(match[1]), int(match[2])
+      n_heads = d_model // 64
     return ModelConfig(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
                        n_heads=n_heads, d_ff=4 * d_model, context=context)
   if isinstance(size, dict):

@@ -71,6 +71,28 @@ def test_attention_is_causal():
   assert not np.allclose(np.asarray(a[0, 10:]), np.asarray(b[0, 10:]))
 
 
+def test_attention_matches_a_float64_reference():
+  config = _config()
+  attention = model_lib.CausalSelfAttention(config, rngs=nnx.Rngs(2))
+  x_BxLxD = jax.random.normal(jax.random.key(3), (2, 16, 32))
+  qkv = np.asarray(x_BxLxD, np.float64) @ np.asarray(attention.qkv.kernel[...], np.float64)
+  q, k, v = (qkv[..., i * 32:(i + 1) * 32].reshape(2, 16, 4, 8) for i in range(3))
+  scores = np.einsum("bqhk,bthk->bhqt", q, k) / np.sqrt(8)
+  scores = np.where(np.tril(np.ones((16, 16), bool)), scores, -np.inf)
+  weights = np.exp(scores - scores.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  y = np.einsum("bhqt,bthk->bqhk", weights, v).reshape(2, 16, 32)
+  expected = y @ np.asarray(attention.out.kernel[...], np.float64)
+  np.testing.assert_allclose(np.asarray(attention(x_BxLxD)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_is_fused_only_for_16_bit_inputs_on_a_gpu():
+  expected = "cudnn" if jax.default_backend() == "gpu" else "xla"
+  assert model_lib.attention_implementation(jnp.bfloat16, 64) == expected
+  assert model_lib.attention_implementation(jnp.float32, 64) == "xla"
+  assert model_lib.attention_implementation(jnp.bfloat16, 12) == "xla"
+
+
 def test_too_long_sequence_is_rejected():
   model = model_lib.Transformer(_config(), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="context"):

@@ -62,6 +62,15 @@ def test_size_ladder_spans_tenth_to_three_million():
   assert any(90_000 < n < 110_000 for n in counts) and 2.5e6 < counts[-1] < 3.5e6
 
 
+def test_sizes_off_the_ladder_use_heads_of_64():
+  config = sweep.size_config("d768x12")
+  assert (config.n_heads, config.head_dim, config.d_ff) == (12, 64, 3072)
+  assert 84e6 < model_lib.count_params(config)["non_embedding"] < 86e6  # GPT-2 small
+  for name in ("d100x2", "big", "d0x2"):
+    with pytest.raises(ValueError, match="unknown size"):
+      sweep.size_config(name)
+
+
 def test_budget_smaller_than_one_step_is_rejected():
   with pytest.raises(ValueError, match="smaller than one step"):
     sweep.grid_plan(["d32x2"], [100])
