@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import statistics
 import time
 
@@ -96,7 +97,8 @@ def main() -> None:
   parser.add_argument("--json", help="also write the comparison rows here")
   args = parser.parse_args()
 
-  corpus = corpus_lib.markov_corpus()
+  # Rows one token longer than the context, at least the default 1024.
+  corpus = corpus_lib.markov_corpus(row_length=max(1024, 2 ** math.ceil(math.log2(args.context + 1))))
   on_gpu = jax.default_backend() == "gpu"
   peak_n = 8192 if on_gpu else 2048
   peak = matmul_peak_flops(peak_n, dtype=jnp.dtype(args.dtype))

@@ -31,6 +31,7 @@ def run(
     bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
   """Runs the study and writes its artifacts. Returns the facts the report states.
 
@@ -43,6 +44,7 @@ def run(
     bootstrap: replicates for the confidence intervals (0 for none).
     seed: seed of the bootstrap.
     progress: show sweep progress on stderr.
+    workers: training processes for the sweep (see :func:`jaxscale.sweep.run_sweep`).
   """
   from jaxscale import allocation, diagnostics, fitting, isoflop, plots, resampling, runs as runs_lib, summary, sweep
 
@@ -54,7 +56,7 @@ def run(
 
   start = time.perf_counter()
   plan = sweep.resolve_plan(plan, corpus)
-  frame = sweep.run_sweep(plan, out, progress=progress)
+  frame = sweep.run_sweep(plan, out, progress=progress, workers=workers)
   timings["sweep"] = time.perf_counter() - start
   runs = runs_lib.from_frame(frame, source=str(out / "runs.csv"))
 

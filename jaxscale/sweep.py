@@ -20,6 +20,14 @@ again with the same plan, a sweep keeps every finished run, resumes the interrup
 one from its checkpoint (on the same data stream, so the result is unchanged) and
 trains the rest.
 
+With ``workers > 1`` (the command line's default on a CPU: one per core, at most
+8), the runs are shared among that many single-threaded training processes. A run is
+claimed under a file lock before it trains and recorded under the same lock, so no
+run trains twice; small models use one core far better than two (measured: d32x2
+trains at 91k tokens/s on one core against 123k on two), so a 2-core machine trains
+a sweep 1.3-1.5x faster this way. A process's result does not depend on which worker
+trained it beyond float rounding (one thread sums in another order than two).
+
 This module imports only the standard library at top level, so the CLI starts fast;
 JAX, Flax, Orbax and pandas load when a sweep runs.
 """
@@ -27,6 +35,7 @@ JAX, Flax, Orbax and pandas load when a sweep runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -434,10 +443,12 @@ class Progress:
   """
 
   def __init__(self, total_runs: int, total_flops: float, *, enabled: bool = True,
-               stream=None, log_every_s: float = 5.0):
+               stream=None, log_every_s: float = 5.0, prefix: str = ""):
     self.stream = stream or sys.stderr
     self.enabled = enabled
-    self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+    self.prefix = prefix  # a worker's lines share the terminal: plain lines, labelled
+    self.tty = (enabled and not prefix and hasattr(self.stream, "isatty")
+                and self.stream.isatty())
     self.total_runs = total_runs
     self.flops_left = float(total_flops)
     self.redraw_every_s = 0.2 if self.tty else log_every_s
@@ -452,7 +463,7 @@ class Progress:
     if self.tty:
       self.stream.write("\r" + line.ljust(100)[:160] + ("\n" if final else ""))
     else:
-      self.stream.write(line + "\n")
+      self.stream.write(self.prefix + line + "\n")
     self.stream.flush()
 
   def message(self, line: str) -> None:
@@ -474,6 +485,7 @@ class Progress:
     now = time.monotonic()
     if self.run_start_step is None:  # rates start after the first (compiling) step
       self.run_start_step, self.run_start = info.step, now
+      self._last_draw = now  # and the first line waits for a measured rate
       return
     if not self.enabled or (now - self._last_draw < self.redraw_every_s
                             and info.step < info.total_steps):
@@ -484,7 +496,7 @@ class Progress:
     tokens_per_s = steps_here * info.tokens_per_step / elapsed if steps_here else 0.0
     session_elapsed = now - self.session_start
     rate = self.session_flops / session_elapsed if session_elapsed > 0 else 0.0
-    eta = self.flops_left / rate if rate > 0 else float("inf")
+    eta = max(self.flops_left, 0.0) / rate if rate > 0 else float("inf")
     line = (f"run {self.run_index}/{self.total_runs} {size_name(self.spec.model)}"
             f" D={self.spec.tokens:.3g} step {info.step}/{info.total_steps}"
             f" loss {float(info.loss):.3f} {tokens_per_s / 1e3:.1f}k tok/s"
@@ -501,7 +513,8 @@ class Progress:
 
 
 def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | None = None,
-              progress: bool = True, checkpoint_every_fraction: float = 0.1,
+              progress: bool = True, workers: int = 1,
+              checkpoint_every_fraction: float = 0.1,
               checkpoint_max_interval_s: float = 20.0,
               checkpoint_min_interval_s: float = 2.0) -> "pd.DataFrame":
   """Train every run of a plan not yet recorded in ``out_dir``; return all runs.
@@ -509,9 +522,12 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
   Args:
     plan: a :class:`Plan`, a preset name (``"quick"``, ``"demo"``) or a JSON config path.
     out_dir: the sweep's folder; created if missing. Re-running the same plan there
-      resumes it; a different plan there is a ValueError.
+      resumes it; a different plan there is a ValueError, and so is a second sweep
+      running in it at the same time.
     corpus: ``"synthetic"``, ``"stdlib"`` or a path; overrides the plan's corpus.
     progress: show progress on stderr.
+    workers: training processes. 1 trains in this process; more start that many
+      single-threaded CPU processes (see :func:`default_workers`), largest runs first.
     checkpoint_every_fraction, checkpoint_max_interval_s, checkpoint_min_interval_s:
       when to checkpoint the run in progress (see :class:`jaxscale.train.RunCheckpointer`).
 
@@ -522,44 +538,141 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
     >>> runs = run_sweep("quick", "/tmp/quick-sweep")  # doctest: +SKIP
     >>> runs[["N", "D", "C", "loss"]]  # doctest: +SKIP
   """
-  from jaxscale import corpus as corpus_lib
   from jaxscale import model as model_lib
-  from jaxscale import train as train_lib
 
+  if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    raise ValueError(f"workers must be a positive int, got {workers!r}.")
   plan = resolve_plan(plan, corpus)
   out_dir = os.fspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
   _check_plan(out_dir, plan)
   runs_path = os.path.join(out_dir, "runs.csv")
-  curves_path = os.path.join(out_dir, "curves.csv")
   checkpoints_root = os.path.join(out_dir, "checkpoints")
+  settings = dict(every_fraction=checkpoint_every_fraction,
+                  max_interval_s=checkpoint_max_interval_s,
+                  min_interval_s=checkpoint_min_interval_s)
 
-  done = set(_read_csv(runs_path, RUNS_COLUMNS)["run_id"])
-  for run_id in done:  # a crash between recording a run and deleting its checkpoints
-    shutil.rmtree(os.path.join(checkpoints_root, run_id), ignore_errors=True)
-  todo = [s for s in plan.runs if s.run_id not in done]
-  total_flops = sum(model_lib.flops_per_token(s.model) * s.tokens for s in todo)
-  display = Progress(len(plan.runs), total_flops, enabled=progress)
-  if done:
-    display.message(f"{out_dir}: {len(done)} of {len(plan.runs)} runs already recorded;"
-                    f" {len(todo)} to go.")
+  with _sweep_session(out_dir):
+    done = set(_read_csv(runs_path, RUNS_COLUMNS)["run_id"])
+    for run_id in done:  # a crash between recording a run and deleting its checkpoints
+      shutil.rmtree(os.path.join(checkpoints_root, run_id), ignore_errors=True)
+    todo = [s for s in plan.runs if s.run_id not in done]
+    if done:
+      Progress(0, 0, enabled=progress).message(
+          f"{out_dir}: {len(done)} of {len(plan.runs)} runs already recorded;"
+          f" {len(todo)} to go.")
+    workers = min(workers, len(todo))
+    if workers <= 1:
+      total_flops = sum(model_lib.flops_per_token(s.model) * s.tokens for s in todo)
+      display = Progress(len(plan.runs), total_flops, enabled=progress)
+      _train_unclaimed(plan, out_dir, display, settings, largest_first=False)
+    else:
+      _run_workers(out_dir, workers, progress, settings)
+    if os.path.isdir(checkpoints_root) and not os.listdir(checkpoints_root):
+      os.rmdir(checkpoints_root)
+  table = _read_csv(runs_path, RUNS_COLUMNS)
+  order = {s.run_id: i for i, s in enumerate(plan.runs)}
+  table = table.sort_values("run_id", key=lambda ids: ids.map(order)).reset_index(drop=True)
+  return table
+
+
+def default_workers() -> int:
+  """Training processes for a sweep: one per usable CPU core (at most 8) when JAX
+  computes on the CPU, else 1 (one accelerator trains one run at a time)."""
+  import jax
+
+  if jax.default_backend() != "cpu":
+    return 1
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count() or 1)
+  return max(1, min(cores, 8))
+
+
+# ------------------------------------------------------------------ claims and locks
+
+
+_CLAIMS = "claims"
+
+
+@contextlib.contextmanager
+def _file_lock(path: str, *, blocking: bool = True):
+  """An exclusive ``flock`` on ``path``; the kernel drops it when its holder dies."""
+  import fcntl
+
+  with open(path, "a") as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+      raise ValueError(f"another sweep is running in {os.path.dirname(path)!r}; wait for"
+                       " it to finish or use another --out.") from None
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _sweep_session(out_dir: str):
+  """Held by the process that runs a sweep: one sweep per folder at a time.
+
+  Whoever holds it knows that no worker of an earlier session is alive, so claims
+  left by a crash are stale and are cleared; their checkpoints stay and are resumed.
+  """
+  with _file_lock(os.path.join(out_dir, ".session.lock"), blocking=False):
+    shutil.rmtree(os.path.join(out_dir, _CLAIMS), ignore_errors=True)
+    try:
+      yield
+    finally:
+      shutil.rmtree(os.path.join(out_dir, _CLAIMS), ignore_errors=True)
+
+
+def _claim_next(plan: Plan, out_dir: str, *, largest_first: bool) -> tuple[int, RunSpec] | None:
+  """Claims the next run that is neither recorded nor claimed; None when none is left."""
+  from jaxscale import model as model_lib
+
+  claims = os.path.join(out_dir, _CLAIMS)
+  with _file_lock(os.path.join(out_dir, ".records.lock")):
+    os.makedirs(claims, exist_ok=True)
+    taken = set(_read_csv(os.path.join(out_dir, "runs.csv"), RUNS_COLUMNS)["run_id"])
+    taken |= set(os.listdir(claims))
+    free = [(i, s) for i, s in enumerate(plan.runs, start=1) if s.run_id not in taken]
+    if not free:
+      return None
+    if largest_first:  # the longest runs first keep the workers' finish times close
+      free.sort(key=lambda item: -model_lib.flops_per_token(item[1].model) * item[1].tokens)
+    index, spec = free[0]
+    with open(os.path.join(claims, spec.run_id), "w") as f:
+      f.write(str(os.getpid()))
+    return index, spec
+
+
+def _train_unclaimed(plan: Plan, out_dir: str, display: Progress, settings: dict, *,
+                     largest_first: bool, on_step=None) -> None:
+  """Claims, trains and records runs until every run of the plan is recorded or claimed."""
+  from jaxscale import corpus as corpus_lib
+  from jaxscale import model as model_lib
+  from jaxscale import train as train_lib
+
   corpora: dict[str, Any] = {}
-  for index, spec in enumerate(plan.runs, start=1):
-    if spec.run_id in done:
-      continue
+  while (claimed := _claim_next(plan, out_dir, largest_first=largest_first)) is not None:
+    index, spec = claimed
     if spec.corpus not in corpora:
       corpora[spec.corpus] = corpus_lib.load_corpus(spec.corpus)
     data = corpora[spec.corpus]
     counts = model_lib.count_params(spec.model)
     flops_per_token = model_lib.flops_per_token(spec.model)
-    checkpoint_dir = os.path.join(checkpoints_root, spec.run_id)
-    checkpointer = train_lib.RunCheckpointer(
-        checkpoint_dir, every_fraction=checkpoint_every_fraction,
-        max_interval_s=checkpoint_max_interval_s, min_interval_s=checkpoint_min_interval_s)
+    checkpoint_dir = os.path.join(out_dir, "checkpoints", spec.run_id)
+    checkpointer = train_lib.RunCheckpointer(checkpoint_dir, **settings)
     display.start_run(index, spec, flops_per_token)
+
+    def step_hook(info):
+      display.on_step(info)
+      if on_step is not None:
+        on_step(info)
+
     try:
       result = train_lib.train(spec.model, spec.train_config(), data,
-                               checkpointer=checkpointer, on_step=display.on_step)
+                               checkpointer=checkpointer, on_step=step_hook)
     finally:
       checkpointer.close()
     curve_rows = [dict(run_id=spec.run_id, group=spec.group, step=point["step"],
@@ -577,18 +690,110 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
         steps=result.steps, tokens_budget=spec.tokens, corpus=spec.corpus,
         entropy_rate=data.entropy_rate, wall_time_s=result.wall_time_s,
         resumed_from_step=result.resumed_from_step)
-    # Curves first: a crash before runs.csv is written retrains the run, and its
-    # curve rows are then replaced, never duplicated.
-    _replace_rows(curves_path, CURVES_COLUMNS, spec.run_id, curve_rows)
-    _replace_rows(runs_path, RUNS_COLUMNS, spec.run_id, [run_row])
+    with _file_lock(os.path.join(out_dir, ".records.lock")):
+      # Curves first: a crash before runs.csv is written retrains the run, and its
+      # curve rows are then replaced, never duplicated.
+      _replace_rows(os.path.join(out_dir, "curves.csv"), CURVES_COLUMNS, spec.run_id,
+                    curve_rows)
+      _replace_rows(os.path.join(out_dir, "runs.csv"), RUNS_COLUMNS, spec.run_id,
+                    [run_row])
+      shutil.rmtree(checkpoint_dir, ignore_errors=True)
+      try:
+        os.remove(os.path.join(out_dir, _CLAIMS, spec.run_id))
+      except FileNotFoundError:
+        pass
     display.end_run(spec, result)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-  if os.path.isdir(checkpoints_root) and not os.listdir(checkpoints_root):
-    os.rmdir(checkpoints_root)
-  table = _read_csv(runs_path, RUNS_COLUMNS)
-  order = {s.run_id: i for i, s in enumerate(plan.runs)}
-  table = table.sort_values("run_id", key=lambda ids: ids.map(order)).reset_index(drop=True)
-  return table
+
+
+# ------------------------------------------------------------------------- workers
+
+
+def _run_workers(out_dir: str, workers: int, progress: bool, settings: dict) -> None:
+  """Starts ``workers`` single-threaded worker processes on ``out_dir`` and waits."""
+  import subprocess
+
+  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  env = dict(os.environ)
+  # One Eigen thread per process: the workers, not the threads, use the cores.
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+  env["JAX_PLATFORMS"] = "cpu"
+  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env["PYTHONPATH"] = os.pathsep.join(
+      p for p in (package_root, env.get("PYTHONPATH")) if p)
+  processes = []
+  for k in range(workers):
+    command = [sys.executable, "-m", "jaxscale.sweep", "_worker", out_dir,
+               "--index", str(k), "--workers", str(workers),
+               "--settings", json.dumps(settings)]
+    if cores:
+      command += ["--core", str(cores[k % len(cores)])]
+    if not progress:
+      command.append("--quiet")
+    processes.append(subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
+  failed = []
+  try:
+    for k, process in enumerate(processes):
+      if process.wait() != 0:
+        failed.append((k, process.returncode))
+  finally:
+    for process in processes:  # interrupted (Ctrl-C): take the workers down too
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  if failed:
+    k, code = failed[0]
+    raise ChildProcessError(
+        f"sweep worker {k + 1} of {workers} stopped with exit status {code} (its error is"
+        " printed above); every finished run is kept: run the same command again to"
+        " resume.")
+
+
+def _die_with_parent() -> None:
+  """In a worker, before exec: SIGKILL it if the sweep's process dies (Linux)."""
+  try:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+  except (OSError, AttributeError):
+    pass  # elsewhere workers notice a new parent at their next step instead
+
+
+def _worker_main(argv: Sequence[str]) -> int:
+  """``python -m jaxscale.sweep _worker OUT_DIR --index K --workers W ...``."""
+  parser = argparse.ArgumentParser(prog="jaxscale sweep worker")
+  parser.add_argument("out_dir")
+  parser.add_argument("--index", type=int, required=True)
+  parser.add_argument("--workers", type=int, required=True)
+  parser.add_argument("--settings", required=True)
+  parser.add_argument("--core", type=int)
+  parser.add_argument("--quiet", action="store_true")
+  args = parser.parse_args(argv)
+  if args.core is not None and hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {args.core})
+  parent = os.getppid()
+
+  def stop_if_orphaned(info):
+    if os.getppid() != parent:  # the sweep's process died: stop rather than race a new one
+      os._exit(1)
+
+  try:
+    from jaxscale import cli
+    from jaxscale import model as model_lib
+
+    cli.enable_compilation_cache()
+    with open(os.path.join(args.out_dir, "plan.json")) as f:
+      plan = Plan.from_dict(json.load(f))
+    done = set(_read_csv(os.path.join(args.out_dir, "runs.csv"), RUNS_COLUMNS)["run_id"])
+    share = sum(model_lib.flops_per_token(s.model) * s.tokens
+                for s in plan.runs if s.run_id not in done) / args.workers
+    display = Progress(len(plan.runs), share, enabled=not args.quiet,
+                       log_every_s=10.0, prefix=f"[worker {args.index + 1}/{args.workers}] ")
+    _train_unclaimed(plan, args.out_dir, display, json.loads(args.settings),
+                     largest_first=True, on_step=stop_if_orphaned)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -607,9 +812,34 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--corpus", default=None,
                       help="synthetic (default), stdlib, or a text file or folder")
   parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+  add_workers_argument(parser)
   parser.add_argument("--checkpoint-min-interval-s", type=float, default=2.0,
                       help=argparse.SUPPRESS)  # tests checkpoint more often
   parser.set_defaults(func=_sweep_command)
+
+
+def add_workers_argument(parser) -> None:
+  """``--workers N|auto``, shared by ``sweep`` and ``demo``."""
+  parser.add_argument(
+      "--workers", type=_workers_value, default="auto", metavar="N|auto",
+      help="training processes; auto (default) is one per CPU core, at most 8, when"
+           " training on the CPU, and 1 on an accelerator")
+
+
+def _workers_value(text: str):
+  if text == "auto":
+    return text
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+  return value
+
+
+def resolve_workers(value) -> int:
+  return default_workers() if value == "auto" else value
 
 
 def _sweep_command(args) -> int:
@@ -617,6 +847,7 @@ def _sweep_command(args) -> int:
   if args.config and not os.path.isfile(args.config):
     raise ValueError(f"config file {args.config!r} does not exist.")
   runs = run_sweep(plan, args.out, corpus=args.corpus, progress=not args.quiet,
+                   workers=resolve_workers(args.workers),
                    checkpoint_min_interval_s=args.checkpoint_min_interval_s)
   columns = [c for c in ("run_id", "group", "size", "N", "D", "C", "loss", "accuracy")
              if c in runs.columns]
@@ -639,4 +870,6 @@ def main(argv: Iterable[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  if sys.argv[1:2] == ["_worker"]:
+    sys.exit(_worker_main(sys.argv[2:]))
   sys.exit(main())

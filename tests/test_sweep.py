@@ -120,13 +120,13 @@ def _write_config(path, budgets):
       "batch_size": 16, "eval_tokens": 2048, "num_evals": 4, "learning_rate": 3e-3}))
 
 
-def _start(config, out, cache):
+def _start(config, out, cache, *extra):
   # A persistent compilation cache lets the restarted process skip recompiling.
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   return subprocess.Popen(
       [sys.executable, "-m", "jaxscale.sweep", "sweep", "--config", str(config),
-       "--out", str(out), "--checkpoint-min-interval-s", "0.3"],
+       "--out", str(out), "--checkpoint-min-interval-s", "0.3", *extra],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -145,7 +145,7 @@ def killed_and_resumed(tmp_path_factory):
   _write_config(config, budgets)
   plan = sweep.plan_from_config(config)
   first, second, _ = (s.run_id for s in plan.runs)
-  process = _start(config, out, tmp / "jax-cache")
+  process = _start(config, out, tmp / "jax-cache", "--workers", "1")
   deadline = time.monotonic() + 120
   killed_at = None
   while time.monotonic() < deadline and process.poll() is None:
@@ -164,7 +164,7 @@ def killed_and_resumed(tmp_path_factory):
     out_text, err_text = process.communicate()
     pytest.fail(f"sweep was not caught mid-run 2: rc={process.returncode}\n{err_text}")
   before = pd.read_csv(out / "runs.csv", dtype={"run_id": str})
-  process = _start(config, out, tmp / "jax-cache")
+  process = _start(config, out, tmp / "jax-cache", "--workers", "1")
   stdout, stderr = process.communicate(timeout=180)
   assert process.returncode == 0, stderr
   return dict(plan=plan, out=out, before=before, killed_at=killed_at, config=config,
@@ -228,6 +228,107 @@ def test_same_plan_again_trains_nothing(killed_and_resumed, capsys):
                  "batch_size", "corpus", "wall_time_s", "group"):
     assert column in runs.columns
   assert "3 of 3 runs already recorded" in capsys.readouterr().err
+
+
+def _alive(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+  except FileNotFoundError:
+    return False
+
+
+@pytest.fixture(scope="module")
+def killed_workers(tmp_path_factory):
+  """A 4-run sweep on 2 worker processes, its parent SIGKILLed once a run is recorded
+  and another is checkpointed, then run again on 2 workers."""
+  tmp = tmp_path_factory.mktemp("workers")
+  config, out = tmp / "plan.json", tmp / "out"
+  _write_config(config, [16 * 32 * 20, 16 * 32 * 400, 16 * 32 * 401, 16 * 32 * 30])
+  plan = sweep.plan_from_config(config)
+  process = _start(config, out, tmp / "jax-cache", "--workers", "2")
+  deadline = time.monotonic() + 180
+  worker_pids = None
+  while time.monotonic() < deadline and process.poll() is None:
+    runs_path = out / "runs.csv"
+    recorded = set(pd.read_csv(runs_path, dtype={"run_id": str})["run_id"]) if (
+        runs_path.exists()) else set()
+    running = [s.run_id for s in plan.runs if s.run_id not in recorded
+               and _committed_steps(out / "checkpoints" / s.run_id)]
+    if recorded and running and (out / "claims").is_dir():
+      worker_pids = [int((out / "claims" / c).read_text()) for c in os.listdir(out / "claims")]
+      process.send_signal(signal.SIGKILL)
+      process.wait()
+      break
+    time.sleep(0.02)
+  if worker_pids is None:
+    process.kill()
+    pytest.fail(f"sweep was not caught mid-way: rc={process.returncode}\n"
+                f"{process.communicate()[1]}")
+  gone_by = time.monotonic() + 20
+  while any(_alive(pid) for pid in worker_pids) and time.monotonic() < gone_by:
+    time.sleep(0.05)
+  orphans = [pid for pid in worker_pids if _alive(pid)]
+  before = pd.read_csv(out / "runs.csv", dtype={"run_id": str})
+  process = _start(config, out, tmp / "jax-cache", "--workers", "2")
+  stdout, stderr = process.communicate(timeout=240)
+  assert process.returncode == 0, stderr
+  return dict(plan=plan, out=out, before=before, orphans=orphans, stderr=stderr)
+
+
+@pytest.mark.slow
+def test_workers_die_with_the_sweep_and_resume_every_run_once(killed_workers):
+  plan, out = killed_workers["plan"], killed_workers["out"]
+  assert killed_workers["orphans"] == []  # no worker outlives a killed sweep
+  runs = pd.read_csv(out / "runs.csv", dtype={"run_id": str}).set_index("run_id")
+  assert sorted(runs.index) == sorted(s.run_id for s in plan.runs)  # each exactly once
+  before = killed_workers["before"].set_index("run_id")
+  assert len(before) >= 1
+  for run_id in before.index:  # finished runs are kept, not retrained
+    assert runs.loc[run_id, "wall_time_s"] == before.loc[run_id, "wall_time_s"]
+  assert (runs["resumed_from_step"] > 0).any()
+  curves = pd.read_csv(out / "curves.csv", dtype={"run_id": str})
+  assert curves.groupby("run_id").size().to_dict() == {s.run_id: 4 for s in plan.runs}
+  assert not (out / "checkpoints").exists() and not (out / "claims").exists()
+  assert "[worker 1/2]" in killed_workers["stderr"]
+  assert "[worker 2/2]" in killed_workers["stderr"]
+
+
+@pytest.mark.slow
+def test_a_run_trained_by_a_worker_matches_one_trained_in_process(killed_workers):
+  from jaxscale import corpus as corpus_lib
+  from jaxscale import train as train_lib
+
+  spec = killed_workers["plan"].runs[0]
+  reference = train_lib.train(spec.model, spec.train_config(),
+                              corpus_lib.load_corpus("synthetic"))
+  runs = pd.read_csv(killed_workers["out"] / "runs.csv", dtype={"run_id": str})
+  row = runs.set_index("run_id").loc[spec.run_id]
+  # One thread may add in another order than two: equal up to float32 rounding.
+  assert row["loss"] == pytest.approx(reference.loss, rel=1e-4)
+  assert row["D"] == reference.tokens
+
+
+def test_a_second_sweep_in_the_same_folder_is_refused(tmp_path):
+  config = tmp_path / "plan.json"
+  _write_config(config, [16 * 32 * 20])
+  out = tmp_path / "out"
+  out.mkdir()
+  with sweep._file_lock(str(out / ".session.lock")):  # as a running sweep holds it
+    with pytest.raises(ValueError, match="another sweep is running"):
+      sweep.run_sweep(str(config), out, progress=False)
+
+
+def test_workers_must_be_positive(tmp_path):
+  with pytest.raises(ValueError, match="workers must be a positive int"):
+    sweep.run_sweep("quick", tmp_path, workers=0)
+  parser = argparse.ArgumentParser()
+  sweep.add_cli(parser.add_subparsers(dest="command"))
+  assert parser.parse_args(["sweep", "--preset", "quick", "--out", "x"]).workers == "auto"
+  assert parser.parse_args(["sweep", "--preset", "quick", "--out", "x",
+                            "--workers", "3"]).workers == 3
+  with pytest.raises(SystemExit):
+    parser.parse_args(["sweep", "--preset", "quick", "--out", "x", "--workers", "0"])
 
 
 def test_progress_logs_plain_lines_off_a_terminal(tmp_path):

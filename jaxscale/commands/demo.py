@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from jaxscale import sweep
+
 
 def add_cli(subparsers) -> None:
   parser = subparsers.add_parser(
@@ -25,6 +27,7 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--quiet", action="store_true", help="no progress display")
+  sweep.add_workers_argument(parser)
   parser.set_defaults(func=run)
 
 
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
       bootstrap=args.bootstrap,
       seed=args.seed,
       progress=not args.quiet,
+      workers=sweep.resolve_workers(args.workers),
   )
   fit = result["fit"]
   print(f"fitted {fit.law} to {len(result['runs'])} runs: " + ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items()))
