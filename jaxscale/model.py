@@ -2,7 +2,8 @@
 
 The model is the one scaling-law papers train (Kaplan et al. 2020; Hoffmann et al.
 2022), shrunk to CPU size: token embedding, optional learned positions, `n_layers`
-pre-norm blocks of causal self-attention and a GELU MLP, a final norm, and logits.
+pre-norm blocks of causal self-attention and an MLP (GELU by default), a final norm, and
+logits.
 
 Conventions, fixed here so that every count in the package agrees with them:
 
@@ -32,6 +33,17 @@ _POSITIONS = ("learned", "sinusoidal")
 _DTYPES = ("float32", "bfloat16")
 
 
+def squared_relu(x: jax.Array) -> jax.Array:
+  """``relu(x) ** 2``, the Primer activation (So et al. 2021)."""
+  return jnp.square(jax.nn.relu(x))
+
+
+# GELU is the tanh approximation of GPT-2. On a CPU its tanh costs about a fifth of a
+# training step (d128x4: 9.2k against 11.9k tokens/s with no activation at all); ReLU
+# and squared ReLU cost next to nothing.
+ACTIVATIONS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "squared_relu": squared_relu}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Shape of a decoder-only transformer; validated on construction.
@@ -47,6 +59,8 @@ class ModelConfig:
       and once before the logits.
     positions: ``"learned"`` (an ``L x D`` table) or ``"sinusoidal"`` (no parameters).
     tie_embeddings: reuse the token embedding as the output projection.
+    activation: the MLP's nonlinearity, a key of :data:`ACTIVATIONS` (``"gelu"``,
+      ``"relu"``, ``"squared_relu"``).
     dtype: activation dtype, ``"float32"`` or ``"bfloat16"``; params stay float32.
 
   Example:
@@ -64,6 +78,7 @@ class ModelConfig:
   norm: str = "rmsnorm"
   positions: str = "learned"
   tie_embeddings: bool = True
+  activation: str = "gelu"
   dtype: str = "float32"
 
   def __post_init__(self):
@@ -85,6 +100,9 @@ class ModelConfig:
     if self.positions not in _POSITIONS:
       raise ValueError(
           f"ModelConfig.positions must be one of {_POSITIONS}, got {self.positions!r}.")
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"ModelConfig.activation must be one of {tuple(ACTIVATIONS)}, got"
+                       f" {self.activation!r}.")
     if self.dtype not in _DTYPES:
       raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}.")
 
@@ -208,17 +226,18 @@ def attention_implementation(dtype, head_dim: int) -> str:
 
 
 class MLP(nnx.Module):
-  """Two bias-free linear layers with a GELU in between."""
+  """Two bias-free linear layers with the config's activation in between."""
 
   def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
     d, f, dtype = config.d_model, config.d_ff, _dtype(config)
+    self.activation = ACTIVATIONS[config.activation]
     residual_init = nnx.initializers.normal(1.0 / math.sqrt(f * 2 * config.n_layers))
     self.up = nnx.Linear(d, f, use_bias=False, dtype=dtype, rngs=rngs)
     self.down = nnx.Linear(f, d, use_bias=False, dtype=dtype, kernel_init=residual_init,
                            rngs=rngs)
 
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-    return self.down(jax.nn.gelu(self.up(x_BxLxD)))
+    return self.down(self.activation(self.up(x_BxLxD)))
 
 
 class Block(nnx.Module):

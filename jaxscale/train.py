@@ -171,19 +171,12 @@ class Steps(NamedTuple):
   evaluate: Callable  # (params, tokens_NxBxL1) -> (mean loss, mean accuracy)
 
 
-_STEPS_CACHE: dict[tuple, Steps] = {}
+def _step_functions(graphdef, optimizer: optax.GradientTransformation) -> Steps:
+  """The un-jitted train and eval steps of one run, for callers to jit (or vmap, then jit).
 
-
-def compiled_steps(model_config: model_lib.ModelConfig, graphdef,
-                   train_config: TrainConfig) -> Steps:
-  """The jitted train and eval steps for a model shape, built once and cached."""
-  optimizer_key = (train_config.clip_norm, train_config.b1, train_config.b2,
-                   train_config.weight_decay)
-  key = (model_config, optimizer_key)
-  if key in _STEPS_CACHE:
-    return _STEPS_CACHE[key]
-  optimizer = make_optimizer(train_config)
-
+  Defined once so that a single run (:func:`compiled_steps`) and runs trained together
+  (:mod:`jaxscale.together`) execute the same arithmetic.
+  """
   def loss_fn(params, tokens_BxL1):
     model = nnx.merge(graphdef, params)
     logits_BxLxV = model(tokens_BxL1[:, :-1])
@@ -209,6 +202,25 @@ def compiled_steps(model_config: model_lib.ModelConfig, graphdef,
     loss_N, accuracy_N = jax.lax.map(one_batch, tokens_NxBxL1)
     return loss_N.mean(), accuracy_N.mean()
 
+  return Steps(train=train_step, evaluate=eval_step)
+
+
+def _optimizer_key(train_config: TrainConfig) -> tuple:
+  """The TrainConfig fields that change the compiled step: the optimizer's constants."""
+  return (train_config.clip_norm, train_config.b1, train_config.b2,
+          train_config.weight_decay)
+
+
+_STEPS_CACHE: dict[tuple, Steps] = {}
+
+
+def compiled_steps(model_config: model_lib.ModelConfig, graphdef,
+                   train_config: TrainConfig) -> Steps:
+  """The jitted train and eval steps for a model shape, built once and cached."""
+  key = (model_config, _optimizer_key(train_config))
+  if key in _STEPS_CACHE:
+    return _STEPS_CACHE[key]
+  train_step, eval_step = _step_functions(graphdef, make_optimizer(train_config))
   steps = Steps(train=jax.jit(train_step, donate_argnums=(0, 1)),
                 evaluate=jax.jit(eval_step))
   _STEPS_CACHE[key] = steps
@@ -335,6 +347,15 @@ class RunCheckpointer:
     self._last_save_step = step
     return step, arrays, dict(restored["meta"])
 
+  def latest_meta(self) -> dict | None:
+    """The latest checkpoint's meta alone, to see who wrote it before reading arrays."""
+    step = self.latest_step()
+    if step is None:
+      return None
+    args = self._ocp.args
+    restored = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
+    return dict(restored["meta"])
+
   def close(self) -> None:
     self._manager.close()
 
@@ -357,7 +378,7 @@ def train(model_config: model_lib.ModelConfig, train_config: TrainConfig, corpus
 
   Example:
     >>> from jaxscale.corpus import markov_corpus
-    >>> cfg = model_lib.ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2,
+    >>> cfg = model_lib.ModelConfig(vocab_size=256, d_model=32, n_layers=1, n_heads=2,
     ...                             d_ff=64, context=32)
     >>> result = train(cfg, TrainConfig(tokens=16384, batch_size=8, learning_rate=3e-3),
     ...                markov_corpus(train_tokens=65536, heldout_tokens=8192))

@@ -93,6 +93,17 @@ def test_attention_is_fused_only_for_16_bit_inputs_on_a_gpu():
   assert model_lib.attention_implementation(jnp.bfloat16, 12) == "xla"
 
 
+def test_activation_is_the_configured_one():
+  x = jnp.linspace(-2.0, 2.0, 9)
+  np.testing.assert_allclose(model_lib.ACTIVATIONS["squared_relu"](x),
+                             np.maximum(np.asarray(x), 0) ** 2)
+  tokens = jnp.arange(16)[None] % 64
+  outputs = {name: model_lib.Transformer(_config(activation=name), rngs=nnx.Rngs(0))(tokens)
+             for name in model_lib.ACTIVATIONS}
+  assert not np.allclose(outputs["gelu"], outputs["relu"])
+  assert not np.allclose(outputs["relu"], outputs["squared_relu"])
+
+
 def test_too_long_sequence_is_rejected():
   model = model_lib.Transformer(_config(), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="context"):
@@ -101,6 +112,7 @@ def test_too_long_sequence_is_rejected():
 
 @pytest.mark.parametrize("overrides, match", [
     (dict(n_layers=0), "n_layers"),
+    (dict(activation="swish"), "activation must be one of"),
     (dict(n_heads=5), "n_heads=5 does not divide d_model=32"),
     (dict(d_model=-8), "d_model"),
     (dict(vocab_size=0), "vocab_size"),
