@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -329,6 +330,30 @@ def test_workers_must_be_positive(tmp_path):
                             "--workers", "3"]).workers == 3
   with pytest.raises(SystemExit):
     parser.parse_args(["sweep", "--preset", "quick", "--out", "x", "--workers", "0"])
+
+
+def test_seeds_of_one_shape_train_together(tmp_path, capsys):
+  config = tmp_path / "plan.json"
+  config.write_text(json.dumps({
+      "name": "seeds", "sizes": [TINY], "token_budgets": [16 * 32 * 20], "seeds": [0, 1, 2],
+      "context": 32, "batch_size": 16, "eval_tokens": 2048, "num_evals": 4,
+      "learning_rate": 3e-3}))
+  together = sweep.run_sweep(str(config), tmp_path / "together", together=3)
+  assert "d16x1 x3 together" in capsys.readouterr().err
+  alone = sweep.run_sweep(str(config), tmp_path / "alone", together=1, progress=False)
+  assert list(together["run_id"]) == list(alone["run_id"]) and len(alone) == 3
+  assert together["loss"].nunique() == 3  # three seeds, three runs
+  # One vmapped program may add in another order than three: equal up to rounding.
+  np.testing.assert_allclose(together["loss"], alone["loss"], rtol=1e-5)
+  curves = pd.read_csv(tmp_path / "together" / "curves.csv", dtype={"run_id": str})
+  assert curves.groupby("run_id").size().to_dict() == {r: 4 for r in alone["run_id"]}
+  # A group's checkpoint outliving its recorded runs is swept away on the next start.
+  stale = tmp_path / "together" / "checkpoints" / "+".join(alone["run_id"])
+  stale.mkdir(parents=True)
+  sweep.run_sweep(str(config), tmp_path / "together", together=3, progress=False)
+  assert not (tmp_path / "together" / "checkpoints").exists()
+  with pytest.raises(ValueError, match="together must be a positive int"):
+    sweep.run_sweep(str(config), tmp_path / "together", together=0)
 
 
 def test_progress_logs_plain_lines_off_a_terminal(tmp_path):
