@@ -8,6 +8,9 @@ real jitted train step and
     MFU = flops_per_token * tokens_per_s / peak
 
 with ``flops_per_token`` in Kaplan's convention (:func:`jaxscale.model.flops_per_token`).
+On a CPU it also times ``--workers`` single-threaded processes training at once (one per
+core, the way ``jaxscale sweep`` trains on a CPU) and reports their summed tokens/s
+against the same whole-machine peak.
 Prints a Markdown table of medians over repeats (``--json PATH`` also writes the
 rows for ``python -m benchmarks``).
 
@@ -23,8 +26,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -80,6 +87,36 @@ def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: i
   return statistics.median(rates)
 
 
+def _cores() -> list[int]:
+  if hasattr(os, "sched_getaffinity"):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
+
+
+def _workers_tokens_per_s(args, size: str, batch_size: int, steps: int) -> float:
+  """Tokens/s of ``args.workers`` single-threaded processes training at once, summed.
+
+  Each process is this script on one core with one Eigen thread, the setting of
+  ``jaxscale sweep``'s workers; their timed repeats overlap, as the workers' runs do.
+  """
+  cores = _cores()
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+  processes = [subprocess.Popen(
+      [sys.executable, __file__, "--sizes", size, "--dtype", args.dtype,
+       "--context", str(args.context), "--batch-size", str(batch_size),
+       "--repeats", str(args.repeats), "--steps", str(max(5, steps)),
+       "--worker-core", str(cores[k % len(cores)])],
+      env=env, stdout=subprocess.PIPE, text=True) for k in range(args.workers)]
+  rates = []
+  for process in processes:
+    out, _ = process.communicate()
+    if process.returncode:
+      raise RuntimeError(f"worker process failed with exit status {process.returncode}")
+    rates.append(float(out.strip().splitlines()[-1]))
+  return sum(rates)
+
+
 def main() -> None:
   demo_sizes = list(dict.fromkeys(sweep.size_name(s.model)
                                   for s in sweep.make_plan("demo").runs))
@@ -95,19 +132,34 @@ def main() -> None:
   parser.add_argument("--seconds", type=float, default=1.5,
                       help="rough length of one timed repeat")
   parser.add_argument("--json", help="also write the comparison rows here")
+  parser.add_argument("--workers", type=int, default=min(8, len(_cores())),
+                      help="also time this many single-threaded processes training at"
+                           " once, one per core, as `jaxscale sweep` does on a CPU"
+                           " (default: one per core, at most 8; 1 to skip)")
+  parser.add_argument("--worker-core", type=int, help=argparse.SUPPRESS)
+  parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args()
 
   # Rows one token longer than the context, at least the default 1024.
-  corpus = corpus_lib.markov_corpus(row_length=max(1024, 2 ** math.ceil(math.log2(args.context + 1))))
+  row_length = max(1024, 2 ** math.ceil(math.log2(args.context + 1)))
+  corpus = corpus_lib.markov_corpus(row_length=row_length)
+  if args.worker_core is not None:  # one of --workers' processes: print the rate alone
+    if hasattr(os, "sched_setaffinity"):
+      os.sched_setaffinity(0, {args.worker_core})
+    config = dataclasses.replace(sweep.size_config(args.sizes[0], context=args.context),
+                                 dtype=args.dtype)
+    print(json.dumps(trainer_tokens_per_s(config, corpus, batch_size=args.batch_size[0],
+                                          steps=args.steps, repeats=args.repeats)))
+    return
   on_gpu = jax.default_backend() == "gpu"
   peak_n = 8192 if on_gpu else 2048
   peak = matmul_peak_flops(peak_n, dtype=jnp.dtype(args.dtype))
   peak_name = f"{args.dtype} matmul peak ({peak_n}^3 `jnp.dot`)"
   print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s);"
         f" {peak_name}, median: {peak / 1e9:,.1f} GFLOP/s\n")
-  print("| size | N (non-emb) | dtype | batch x context | FLOPs/token | tokens/s | GFLOP/s |"
-        " MFU |")
-  print("|---|---:|---|---:|---:|---:|---:|---:|")
+  print("| size | N (non-emb) | dtype | batch x context | processes | FLOPs/token |"
+        " tokens/s | GFLOP/s | MFU |")
+  print("|---|---:|---|---:|---|---:|---:|---:|---:|")
   rows = []
   for name in args.sizes:
     config = dataclasses.replace(sweep.size_config(name, context=args.context),
@@ -118,20 +170,25 @@ def main() -> None:
       # Size the timed loop to ~args.seconds at a guessed 30% of peak.
       guess = 0.3 * peak / per_token
       steps = max(5, int(args.seconds * guess / (batch_size * config.context)))
-      rate = trainer_tokens_per_s(config, corpus, batch_size=batch_size, steps=steps,
-                                  repeats=args.repeats)
-      achieved = per_token * rate
-      print(f"| {name} | {n_params:,} | {args.dtype} | {batch_size} x {config.context} |"
-            f" {per_token / 1e6:.2f}M | {rate:,.0f} | {achieved / 1e9:,.1f} |"
-            f" {achieved / peak:.0%} |", flush=True)
-      rows.append(results.comparison(
-          "trainer", f"train step, {name} ({n_params:,} non-emb. params)",
-          achieved / 1e9, peak_name, peak / 1e9, unit="GFLOP/s",
-          ratio_kind="utilisation",
-          setting=(f"{args.dtype}, batch {batch_size} x context {config.context},"
-                   f" {per_token / 1e6:.2f}M FLOPs/token (Kaplan); {rate:,.0f} tokens/s;"
-                   f" median of {args.repeats}"),
-          device=results.jax_device()))
+      modes = [("1", trainer_tokens_per_s(config, corpus, batch_size=batch_size,
+                                          steps=steps, repeats=args.repeats))]
+      if args.workers > 1 and not on_gpu:
+        modes.append((f"{args.workers} x 1 thread", _workers_tokens_per_s(
+            args, name, batch_size, steps // args.workers)))
+      for processes, rate in modes:
+        achieved = per_token * rate
+        print(f"| {name} | {n_params:,} | {args.dtype} | {batch_size} x {config.context} |"
+              f" {processes} | {per_token / 1e6:.2f}M | {rate:,.0f} |"
+              f" {achieved / 1e9:,.1f} | {achieved / peak:.0%} |", flush=True)
+        label = "" if processes == "1" else f", {processes} processes at once"
+        rows.append(results.comparison(
+            "trainer", f"train step, {name} ({n_params:,} non-emb. params){label}",
+            achieved / 1e9, peak_name, peak / 1e9, unit="GFLOP/s",
+            ratio_kind="utilisation",
+            setting=(f"{args.dtype}, batch {batch_size} x context {config.context},"
+                     f" {per_token / 1e6:.2f}M FLOPs/token (Kaplan); {rate:,.0f} tokens/s"
+                     f" in total; median of {args.repeats}"),
+            device=results.jax_device()))
   if args.json:
     results.write_json(args.json, rows)
 
