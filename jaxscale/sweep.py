@@ -281,7 +281,7 @@ def make_plan(preset: str, corpus: str = "synthetic") -> Plan:
   """A preset plan.
 
   * ``quick`` -- about a minute on a 2-core CPU: 2 IsoFLOP budgets x 3 sizes.
-  * ``demo`` -- about five minutes: 4 IsoFLOP budgets (3e10 to 1e12 FLOPs) x 5 sizes
+  * ``demo`` -- about five minutes in one process (3.5 with two workers): 4 IsoFLOP budgets (3e10 to 1e12 FLOPs) x 5 sizes
     that move up with the budget, leaving out runs shorter than 30 steps.
   """
   if preset == "quick":

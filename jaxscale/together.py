@@ -15,9 +15,10 @@ dominates -- on a GPU, for tiny models: on one H200 (float32, batch 16-32 x 64),
 one at a time trained 0.9M-1.3M tokens/s whatever their size, while K=4 vmapped
 trained 3.5M-4.5M in total (3.3-3.9x) and K=16 8.8M-11M (6-9x), d32x2 to d128x4. A
 CPU has little launch overhead to save, and there the batched program ran slower: on
-a 2-core CPU we measured it *not* paying (d32x2, batch 16: 151k tokens/s training runs
-one at a time against 92k tokens/s in total for K=4 vmapped; d128x4: 10.1k against
-8.8k), so the sweep does not train together on a CPU by default.
+a 2-core CPU we measured it *not* paying (K=4, d32x2 at batch 16: 121k tokens/s in
+total one at a time against 90k together, 0.75x; d128x4: 0.96x), so the sweep does not
+train together on a CPU by default; there it runs one single-threaded process per core
+instead (``jaxscale sweep --workers``).
 ``benchmarks/bench_together.py`` measures both ways on the machine at hand.
 
 What the K runs must share: ``batch_size``, the step count
