@@ -281,8 +281,9 @@ def make_plan(preset: str, corpus: str = "synthetic") -> Plan:
   """A preset plan.
 
   * ``quick`` -- about a minute on a 2-core CPU: 2 IsoFLOP budgets x 3 sizes.
-  * ``demo`` -- about five minutes in one process (3.5 with two workers): 4 IsoFLOP budgets (3e10 to 1e12 FLOPs) x 5 sizes
-    that move up with the budget, leaving out runs shorter than 30 steps.
+  * ``demo`` -- about five minutes in one process (3.5 with two workers): 4 IsoFLOP
+    budgets (3e10 to 1e12 FLOPs) x 5 sizes that move up with the budget, leaving out
+    runs shorter than 30 steps.
   """
   if preset == "quick":
     return isoflop_plan([3e10, 1e11], ["d32x2", "d48x2", "d64x2"], name="quick",
@@ -561,6 +562,9 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
 
   if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
     raise ValueError(f"workers must be a positive int, got {workers!r}.")
+  if workers > 1 and sys.platform == "win32":
+    raise ValueError("workers > 1 needs file locks (fcntl), which Windows lacks; use"
+                     " workers=1.")
   plan = resolve_plan(plan, corpus)
   out_dir = os.fspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
@@ -621,6 +625,8 @@ def default_workers() -> int:
 
   if jax.default_backend() != "cpu":
     return 1
+  if sys.platform == "win32":
+    return 1
   cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
            else os.cpu_count() or 1)
   return max(1, min(cores, 8))
@@ -643,9 +649,15 @@ _CLAIMS = "claims"
 
 @contextlib.contextmanager
 def _file_lock(path: str, *, blocking: bool = True):
-  """An exclusive ``flock`` on ``path``; the kernel drops it when its holder dies."""
-  import fcntl
+  """An exclusive ``flock`` on ``path``; the kernel drops it when its holder dies.
 
+  Without ``fcntl`` (Windows) there is no lock: one process, one sweep per folder.
+  """
+  try:
+    import fcntl
+  except ImportError:
+    yield
+    return
   with open(path, "a") as handle:
     try:
       fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
