@@ -343,7 +343,10 @@ class RunCheckpointer:
                 for i, a in enumerate(like_arrays)}
     restored = self._manager.restore(step, args=args.Composite(
         arrays=args.StandardRestore(abstract), meta=args.JsonRestore()))
-    arrays = [restored["arrays"][f"{i:05d}"] for i in range(len(like_arrays))]
+    # Orbax hands back arrays committed to a device, and jit compiles a second program
+    # for committed inputs; uncommitted copies, like fresh state, reuse the first.
+    arrays = [jnp.asarray(np.asarray(restored["arrays"][f"{i:05d}"]))
+              for i in range(len(like_arrays))]
     self._last_save_step = step
     return step, arrays, dict(restored["meta"])
 

@@ -78,6 +78,8 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(corpus, tmp_path):
   checkpointer.close()
   assert resumed.resumed_from_step == 24
   assert resumed.curve == reference.curve
+  graphdef, _, _ = train_lib.init_state(CONFIG, config)
+  assert train_lib.compiled_steps(CONFIG, graphdef, config).train._cache_size() == 1
 
 
 def test_budget_smaller_than_one_step_is_rejected(corpus):
