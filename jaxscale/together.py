@@ -12,8 +12,8 @@ may sum in another order; we see ~1e-7 relative after 20 steps on a CPU).
 When it pays: vmapping turns K small matmuls into one batched program, so K runs cost
 one launch per step instead of K. That wins where per-step launch and dispatch overhead
 dominates -- on a GPU, for tiny models: on one H200 (float32, batch 16-32 x 64), runs
-one at a time trained 0.9M-1.3M tokens/s whatever their size, while K=4 vmapped
-trained 3.5M-4.5M in total (3.3-3.9x) and K=16 8.8M-11M (6-9x), d32x2 to d128x4. A
+one at a time trained 0.9M-1.6M tokens/s whatever their size, while K=4 vmapped was
+3.1-3.9x faster in total and K=16 5.8-9.0x, d32x2 to d128x4, over two runs. A
 CPU has little launch overhead to save, and there the batched program ran slower: on
 a 2-core CPU we measured it *not* paying (K=4, d32x2 at batch 16: 121k tokens/s in
 total one at a time against 90k together, 0.75x; d128x4: 0.96x), so the sweep does not
