@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import statistics
 import time
 
 import jax
 import numpy as np
 
+import bench_trainer
 import results
-from jaxscale import corpus as corpus_lib
 from jaxscale import model as model_lib
 from jaxscale import sweep
 from jaxscale import together
@@ -39,6 +38,17 @@ def _batch_index(repeat: int, i: int) -> int:
   # Warm-up steps read batches 0..WARMUP_STEPS-1, repeat r reads 1000 * (r + 1) + i:
   # both ways see the same batches, so they end at the same losses.
   return i if repeat < 0 else 1000 * (repeat + 1) + i
+
+
+def _timed(run, steps: int, repeats: int) -> tuple[list[float], np.ndarray]:
+  """Warms ``run(repeat, n)`` up, then times ``repeats`` calls of ``steps`` steps."""
+  run(-1, WARMUP_STEPS)  # compile and warm up
+  times = []
+  for r in range(repeats):
+    start = time.perf_counter()
+    losses = run(r, steps)
+    times.append(time.perf_counter() - start)
+  return times, losses
 
 
 def one_after_another(config: model_lib.ModelConfig, train_configs, corpus, *,
@@ -62,13 +72,7 @@ def one_after_another(config: model_lib.ModelConfig, train_configs, corpus, *,
       losses.append(loss)
     return np.array(jax.device_get(losses))  # waits for the last step
 
-  run(-1, WARMUP_STEPS)  # compile and warm up
-  times = []
-  for r in range(repeats):
-    start = time.perf_counter()
-    losses = run(r, steps)
-    times.append(time.perf_counter() - start)
-  return times, losses
+  return _timed(run, steps, repeats)
 
 
 def vmapped(config: model_lib.ModelConfig, train_configs, corpus, *, steps: int,
@@ -88,13 +92,7 @@ def vmapped(config: model_lib.ModelConfig, train_configs, corpus, *, steps: int,
       params, opt_state, loss_K = step_fn(params, opt_state, tokens_KxBxL1, lr_K)
     return np.asarray(loss_K)
 
-  run(-1, WARMUP_STEPS)
-  times = []
-  for r in range(repeats):
-    start = time.perf_counter()
-    losses = run(r, steps)
-    times.append(time.perf_counter() - start)
-  return times, losses
+  return _timed(run, steps, repeats)
 
 
 def main() -> None:
@@ -115,9 +113,7 @@ def main() -> None:
   if args.k < 1:
     parser.error(f"--k must be at least 1, got {args.k}")
 
-  # Rows one token longer than the context, at least the default 1024.
-  corpus = corpus_lib.markov_corpus(
-      row_length=max(1024, 2 ** math.ceil(math.log2(args.context + 1))))
+  corpus = bench_trainer.corpus_for_context(args.context)
   print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s);"
         f" K={args.k} runs, median of {args.repeats}\n")
   print("| size | N (non-emb) | dtype | batch x context | steps |"

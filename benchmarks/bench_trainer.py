@@ -87,6 +87,12 @@ def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: i
   return statistics.median(rates)
 
 
+def corpus_for_context(context: int):
+  """The synthetic corpus with rows of at least ``context + 1`` tokens (default 1024)."""
+  return corpus_lib.markov_corpus(
+      row_length=max(1024, 2 ** math.ceil(math.log2(context + 1))))
+
+
 def _cores() -> list[int]:
   if hasattr(os, "sched_getaffinity"):
     return sorted(os.sched_getaffinity(0))
@@ -140,9 +146,7 @@ def main() -> None:
   parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args()
 
-  # Rows one token longer than the context, at least the default 1024.
-  row_length = max(1024, 2 ** math.ceil(math.log2(args.context + 1)))
-  corpus = corpus_lib.markov_corpus(row_length=row_length)
+  corpus = corpus_for_context(args.context)
   if args.worker_core is not None:  # one of --workers' processes: print the rate alone
     if hasattr(os, "sched_setaffinity"):
       os.sched_setaffinity(0, {args.worker_core})
