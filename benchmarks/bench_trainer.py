@@ -93,19 +93,13 @@ def corpus_for_context(context: int):
       row_length=max(1024, 2 ** math.ceil(math.log2(context + 1))))
 
 
-def _cores() -> list[int]:
-  if hasattr(os, "sched_getaffinity"):
-    return sorted(os.sched_getaffinity(0))
-  return list(range(os.cpu_count() or 1))
-
-
 def _workers_tokens_per_s(args, size: str, batch_size: int, steps: int) -> float:
   """Tokens/s of ``args.workers`` single-threaded processes training at once, summed.
 
   Each process is this script on one core with one Eigen thread, the setting of
   ``jaxscale sweep``'s workers; their timed repeats overlap, as the workers' runs do.
   """
-  cores = _cores()
+  cores = sweep.usable_cores()
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
   processes = [subprocess.Popen(
@@ -138,7 +132,7 @@ def main() -> None:
   parser.add_argument("--seconds", type=float, default=1.5,
                       help="rough length of one timed repeat")
   parser.add_argument("--json", help="also write the comparison rows here")
-  parser.add_argument("--workers", type=int, default=min(8, len(_cores())),
+  parser.add_argument("--workers", type=int, default=min(8, len(sweep.usable_cores())),
                       help="also time this many single-threaded processes training at"
                            " once, one per core, as `jaxscale sweep` does on a CPU"
                            " (default: one per core, at most 8; 1 to skip)")

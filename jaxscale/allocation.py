@@ -55,8 +55,9 @@ LOG_N_BOUNDS = (0.0, 70.0)
 LOG_D_BOUNDS = (0.0, 70.0)
 # Muennighoff et al. 2023's fitted R_D* and R_N*: repeated tokens (excess parameters) lose value
 # with these e-foldings in epochs (in multiples of the compute-optimal size for the unique data).
-R_STAR = 15.4
-R_N_STAR = 5.3
+_MUENNIGHOFF = laws_lib.get("data_constrained").presets["muennighoff2023"]
+R_STAR = _MUENNIGHOFF["R_star"]
+R_N_STAR = _MUENNIGHOFF["R_N_star"]
 # Safeguarded Newton: at most this many steps (bisection alone would reach 70 / 2^80 ~ 1e-23).
 MAX_ROOT_STEPS = 80
 # Stop once a Newton step moves log N or log D by less than this (about 1e-13 relative in N, D).

@@ -109,13 +109,17 @@ def run(
   return result
 
 
+def _ci95(fit, name: str):
+  return fit.extras.get("bootstrap", {}).get("ci95", {}).get(name)
+
+
 def _interval(fit, name: str) -> str:
-  ci = fit.extras.get("bootstrap", {}).get("ci95", {}).get(name)
+  ci = _ci95(fit, name)
   return f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "n/a"
 
 
 def _covers(fit, truth: float) -> str:
-  interval = fit.extras.get("bootstrap", {}).get("ci95", {}).get("E")
+  interval = _ci95(fit, "E")
   if not interval:
     return ""
   lo, hi = interval

@@ -428,13 +428,6 @@ def _check_plan(out_dir: str, plan: Plan) -> None:
 # ------------------------------------------------------------------------ progress
 
 
-def _losses(loss) -> list[float]:
-  """A step's loss as a list of floats: one for a run, K for runs trained together."""
-  import numpy as np
-
-  return list(np.asarray(loss, dtype=float).reshape(-1))
-
-
 def _format_seconds(seconds: float) -> str:
   if not math.isfinite(seconds):
     return "?"
@@ -512,7 +505,9 @@ class Progress:
     if self.together > 1:
       shape += f" x{self.together} together"
       tokens_per_s *= self.together
-    loss = sum(map(float, _losses(info.loss))) / self.together
+    import numpy as np
+
+    loss = float(np.mean(np.asarray(info.loss)))  # a run's loss, or the mean of K together
     line = (f"run {self.run_index}/{self.total_runs} {shape}"
             f" D={self.spec.tokens:.3g} step {info.step}/{info.total_steps}"
             f" loss {loss:.3f} {tokens_per_s / 1e3:.1f}k tok/s"
@@ -627,9 +622,14 @@ def default_workers() -> int:
     return 1
   if sys.platform == "win32":
     return 1
-  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-           else os.cpu_count() or 1)
-  return max(1, min(cores, 8))
+  return max(1, min(len(usable_cores()), 8))
+
+
+def usable_cores() -> list[int]:
+  """The CPU cores this process may run on."""
+  if hasattr(os, "sched_getaffinity"):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
 
 
 def default_together() -> int:
@@ -818,7 +818,7 @@ def _run_workers(out_dir: str, workers: int, progress: bool, settings: dict,
   """Starts ``workers`` single-threaded worker processes on ``out_dir`` and waits."""
   import subprocess
 
-  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  cores = usable_cores()
   env = dict(os.environ)
   # One Eigen thread per process: the workers, not the threads, use the cores.
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
@@ -831,7 +831,7 @@ def _run_workers(out_dir: str, workers: int, progress: bool, settings: dict,
     command = [sys.executable, "-m", "jaxscale.sweep", "_worker", out_dir,
                "--index", str(k), "--workers", str(workers), "--together", str(together),
                "--parent", str(os.getpid()), "--settings", json.dumps(settings)]
-    if cores:
+    if hasattr(os, "sched_setaffinity"):  # pin one worker per core where we can
       command += ["--core", str(cores[k % len(cores)])]
     if not progress:
       command.append("--quiet")

@@ -72,20 +72,26 @@ class _Killed(Exception):
   pass
 
 
-def test_resume_from_checkpoint_equals_uninterrupted_group(corpus, together_results,
-                                                           tmp_path):
+def _interrupt_group(corpus, folder, after_step):
+  """Trains GROUP with checkpoints in ``folder`` until ``after_step``, then "crashes";
+  returns the step infos seen."""
   seen = []
 
-  def kill_after_step_13(info):
+  def kill(info):
     seen.append(info)
-    if info.step == 13:
+    if info.step == after_step:
       raise _Killed
 
-  checkpointer = train_lib.RunCheckpointer(tmp_path, min_interval_s=0.0)
+  checkpointer = train_lib.RunCheckpointer(folder, min_interval_s=0.0)
   with pytest.raises(_Killed):
-    together.train_together(CONFIG, GROUP, corpus, checkpointer=checkpointer,
-                            on_step=kill_after_step_13)
+    together.train_together(CONFIG, GROUP, corpus, checkpointer=checkpointer, on_step=kill)
   checkpointer.close()
+  return seen
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_group(corpus, together_results,
+                                                           tmp_path):
+  seen = _interrupt_group(corpus, tmp_path, after_step=13)
   assert seen[0].loss.shape == (2,) and seen[0].total_steps == STEPS
   assert seen[0].tokens_per_step == 16 * 32
   checkpointer = train_lib.RunCheckpointer(tmp_path, min_interval_s=0.0)
@@ -102,15 +108,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_group(corpus, together_resu
     (GROUP[0],),  # another number of runs
 ])
 def test_checkpoint_of_other_configs_is_rejected(corpus, tmp_path, changed):
-  def kill_after_step_3(info):
-    if info.step == 3:
-      raise _Killed
-
-  checkpointer = train_lib.RunCheckpointer(tmp_path, min_interval_s=0.0)
-  with pytest.raises(_Killed):
-    together.train_together(CONFIG, GROUP, corpus, checkpointer=checkpointer,
-                            on_step=kill_after_step_3)
-  checkpointer.close()
+  _interrupt_group(corpus, tmp_path, after_step=3)
   checkpointer = train_lib.RunCheckpointer(tmp_path, min_interval_s=0.0)
   with pytest.raises(ValueError, match="different TrainConfigs.*delete that folder"):
     together.train_together(CONFIG, changed, corpus, checkpointer=checkpointer)

@@ -28,8 +28,9 @@ def add_cli(subparsers) -> None:
   goal.add_argument("--target-loss", type=commands.positive_floats, metavar="L[,L...]", help="loss(es) to reach at least compute")
   parser.add_argument("--inference-tokens", type=commands.positive_float, metavar="T", help="tokens the model will serve (cost 6ND + 2NT)")
   parser.add_argument("--unique-tokens", type=commands.positive_float, metavar="U", help="cap on unique training tokens; more are repeats")
-  parser.add_argument("--r-star", type=commands.positive_float, default=15.4, help="repeat decay used with law chinchilla (default: %(default)s)")
-  parser.add_argument("--r-n-star", type=commands.positive_float, default=5.3, help="excess-parameter decay used with law chinchilla (default: %(default)s)")
+  # Defaults live in jaxscale.allocation (Muennighoff et al.'s fit), not repeated here.
+  parser.add_argument("--r-star", type=commands.positive_float, help="repeat decay used with law chinchilla (default: 15.4, Muennighoff et al.)")
+  parser.add_argument("--r-n-star", type=commands.positive_float, help="excess-parameter decay used with law chinchilla (default: 5.3, Muennighoff et al.)")
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
@@ -51,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
       inference_tokens=args.inference_tokens,
       unique_tokens=args.unique_tokens,
       samples=samples,
-      r_star=args.r_star,
-      r_n_star=args.r_n_star,
+      **{name: value for name, value in (("r_star", args.r_star), ("r_n_star", args.r_n_star)) if value is not None},
   )
   if args.format == "json":
     settings = {"inference_tokens": args.inference_tokens, "unique_tokens": args.unique_tokens}
