@@ -272,3 +272,85 @@ def test_cli_rejects_nonpositive_budget(capsys):
     cli.main(["allocate", "--preset", "besiroglu2024", "--compute", "1e22,-5"])
   assert exit_info.value.code == 2
   assert "positive" in capsys.readouterr().err
+
+
+# --- Planning is a JAX function ---------------------------------------------------------------
+
+
+def test_gradients_of_the_optimum_match_finite_differences():
+  """d log N*/d alpha and /d log C (6ND), /d log T (inference), /d log U (a cap), d log C*/d L (target)."""
+  import jax
+  import jax.numpy as jnp
+
+  alpha, log_C, log_T, log_U, target = BESIROGLU["alpha"], np.log(1e24), np.log(1e13), np.log(1e11), 2.0
+
+  def optimum(theta, xp):  # one function for the traced and the concrete (finite-difference) calls
+    alpha, log_C, log_T, log_U, target = theta
+    params = {**BESIROGLU, "alpha": alpha}
+    served = allocation.training_and_inference(xp.exp(log_T))
+    capped = allocation.allocate("chinchilla", BESIROGLU, 1e24, unique_tokens=xp.exp(log_U))
+    return [
+        xp.log(allocation.allocate("chinchilla", params, xp.exp(log_C)).N[0]),
+        xp.log(allocation.allocate("chinchilla", BESIROGLU, 1e24, cost=served).N[0]),
+        xp.log(capped.N[0]),
+        xp.log(allocation.allocate_for_loss("chinchilla", BESIROGLU, target).compute[0]),
+    ]
+
+  theta = np.array([alpha, log_C, log_T, log_U, target])
+  with fitting.precision("float64"):
+    jacobian = np.asarray(jax.jit(jax.jacrev(lambda t: jnp.stack(optimum(t, jnp))))(jnp.asarray(theta)))
+    closed = jax.grad(lambda a, c: jnp.log(allocation.closed_form({**BESIROGLU, "alpha": a}, jnp.exp(c)).N[0]), argnums=(0, 1))
+    closed_alpha, closed_C = (float(g) for g in closed(jnp.float64(alpha), jnp.float64(log_C)))
+  step = 1e-4
+  for j in range(theta.size):
+    up, down = theta.copy(), theta.copy()
+    up[j] += step
+    down[j] -= step
+    central = (np.array(optimum(up, np)) - np.array(optimum(down, np))) / (2 * step)
+    np.testing.assert_allclose(jacobian[:, j], central, rtol=1e-5, atol=1e-9, err_msg=f"column {j}")
+  # Against the closed form: d log N*/d log C = beta / (alpha + beta), and its own autodiff in alpha.
+  assert jacobian[0, 1] == pytest.approx(BESIROGLU["beta"] / (BESIROGLU["alpha"] + BESIROGLU["beta"]), rel=1e-9)
+  assert closed_C == pytest.approx(jacobian[0, 1], rel=1e-9) and closed_alpha == pytest.approx(jacobian[0, 0], rel=1e-7)
+  # Each input moves its own answer only, and in the expected direction.
+  assert jacobian[1, 2] < 0 and jacobian[2, 3] > 0 and jacobian[3, 4] < 0
+  assert jacobian[0, 2] == jacobian[1, 0] == jacobian[3, 0] == 0
+
+
+def test_vmap_and_jit_in_float32_agree_with_the_float64_solve():
+  import jax
+
+  alphas = BESIROGLU["alpha"] + np.linspace(-0.02, 0.02, 5)
+  solve = jax.jit(jax.vmap(lambda a: allocation.allocate("chinchilla", {**BESIROGLU, "alpha": a}, 1e22).N[0]))
+  N32 = np.asarray(solve(alphas.astype(np.float32)))
+  assert N32.dtype == np.float32  # the caller's precision: x64 stays off
+  N64 = allocation.allocate("chinchilla", {**BESIROGLU, "alpha": alphas}, 1e22).N[:, 0]
+  np.testing.assert_allclose(N32, N64, rtol=2e-5)
+  traced = jax.jit(lambda p: allocation.closed_form(p, 1e22).N)({k: np.float32(v) for k, v in BESIROGLU.items()})
+  np.testing.assert_allclose(traced, allocation.closed_form(BESIROGLU, 1e22).N, rtol=2e-5)
+
+
+def test_a_cap_on_chinchilla_records_the_law_solved(capsys):
+  assert allocation.allocate("chinchilla", BESIROGLU, 1e22).law == "chinchilla"
+  assert allocation.allocate("chinchilla", BESIROGLU, 1e22, unique_tokens=1e11).law == "data_constrained"
+  assert allocation.closed_form(BESIROGLU, 1e22).law == "chinchilla"
+  [row] = allocation.frontier("chinchilla", BESIROGLU, compute=1e22, unique_tokens=1e11)
+  assert row["law"] == "data_constrained"
+  argv = ["allocate", "--preset", "besiroglu2024", "--compute", "1e22", "--unique-tokens", "1e11"]
+  assert cli.main([*argv, "--r-star", "10", "--format", "json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["law"] == "chinchilla"
+  assert out["solved_with"] == {"law": "data_constrained", "R_star": 10.0, "R_N_star": allocation.R_N_STAR}
+  assert cli.main(argv) == 0
+  captured = capsys.readouterr()
+  assert "solved as data_constrained" in captured.out and "R* = 15.4" in captured.err
+
+
+def test_rows_below_a_known_floor_are_flagged(capsys):
+  rows = allocation.frontier("chinchilla", BESIROGLU, compute=[1e13, 1e24], floor=2.0)
+  assert [row["below_floor"] for row in rows] == [False, True]  # 1.93 at 1e24 is below the floor 2.0
+  assert "below_floor" not in allocation.frontier("chinchilla", BESIROGLU, compute=1e24)[0]
+  with pytest.raises(ValueError, match="floor must be"):
+    allocation.frontier("chinchilla", BESIROGLU, compute=1e24, floor=float("nan"))
+  assert cli.main(["allocate", "--preset", "besiroglu2024", "--compute", "1e13,1e24", "--floor", "2"]) == 0
+  table = capsys.readouterr().out.splitlines()
+  assert table[1].split()[-1] == "below_floor" and table[3].split()[-1] == "no" and table[4].split()[-1] == "yes"
