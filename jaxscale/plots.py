@@ -390,15 +390,17 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
     x_grid = np.linspace(x.min() - 0.15, x.max() + 0.15, 100)
     c0, c1, c2 = point["coefficients"]
     left.plot(np.exp(x_grid + point["center"]), c0 + c1 * x_grid + c2 * x_grid**2, color=color, lw=1.5)
-    face = color if point["interior"] else "none"
-    left.plot([point["N_opt"]], [point["loss_opt"]], "D", color=color, mfc=face, mec="black", mew=0.8, ms=6, zorder=4)
+    if point["interior"]:
+      left.plot([point["N_opt"]], [point["loss_opt"]], "D", color=color, mec="black", mew=0.8, ms=6, zorder=4)
+    else:  # hollow, in the budget's colour: the parabola's vertex lies beyond the sizes tried
+      left.plot([point["N_opt"]], [point["loss_opt"]], "D", mfc="white", mec=color, mew=1.6, ms=6, zorder=4)
   # Legend proxies: colours say the budget (colorbar); the shapes say what is drawn.
   left.scatter([], [], s=14, color="0.3", label="runs")
   left.plot([], [], color="0.3", lw=1.5, label="parabola in log N (Approach 2)")
   left.plot([], [], "D", color="0.3", mec="black", mew=0.8, label="minimum N_opt")
   extrapolated = [p for p in result.points if not p["interior"]]
   if extrapolated:
-    left.plot([], [], "D", mfc="none", mec="black", mew=0.8, label=f"minimum outside the sizes tried ({len(extrapolated)})")
+    left.plot([], [], "D", mfc="white", mec="0.3", mew=1.6, label=f"minimum outside the sizes tried ({len(extrapolated)})")
   figure.colorbar(mappable, ax=left, label="compute budget C (FLOPs)", pad=0.01)
   left.set_xscale("log")
   left.set_xlabel("parameters N")
@@ -410,8 +412,9 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
   C_B = np.asarray(budgets)
   N_opt_B = np.asarray([p["N_opt"] for p in result.points])
   interior_B = np.asarray([p["interior"] for p in result.points])
-  face_B = np.where(interior_B[:, None], mappable.to_rgba(C_B), (1.0, 1.0, 1.0, 0.0))
-  right.scatter(C_B, N_opt_B, c=face_B, marker="D", edgecolors="black", linewidths=0.8, s=40, zorder=3, label="IsoFLOP minima")
+  face_B = np.where(interior_B[:, None], mappable.to_rgba(C_B), (1.0, 1.0, 1.0, 1.0))
+  edge_B = np.where(interior_B[:, None], (0.0, 0.0, 0.0, 1.0), mappable.to_rgba(C_B))
+  right.scatter(C_B, N_opt_B, c=face_B, marker="D", edgecolors=edge_B, linewidths=np.where(interior_B, 0.8, 1.6), s=40, zorder=3, label="IsoFLOP minima")
   grid_C = np.logspace(math.log10(C_B.min()) - 0.3, math.log10(C_B.max()) + 0.3, CURVE_POINTS)
   right.plot(grid_C, result.N_opt(grid_C), color="black", lw=1.5, label=f"N_opt ∝ C^{result.a:.3f} (Approach 2)")
   if fit is not None:
@@ -432,24 +435,40 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
   right.set_title("IsoFLOP minima vs compute")
   right.grid(True, which="major", alpha=0.3)
   right.legend(loc="upper left", fontsize=8.5)
-  for axes in (left, right):
-    _sparse_log_ticks(axes.xaxis)
+  for axis in (left.xaxis, right.xaxis, right.yaxis):
+    _sparse_log_ticks(axis)
   if result.skipped:
     _footnote(figure, ["Approach 2 warnings:"] + [f"- {message}" for message in result.skipped])
   return figure
 
 
-def _sparse_log_ticks(axis, most: int = 6) -> None:
-  """Labels at most ``most`` decades on a log axis, and no minor labels: short spans otherwise crowd.
+def _sparse_log_ticks(axis) -> None:
+  """Short labels at 1, 2 and 5 per decade on a log axis that spans under 3 decades; decades only beyond.
 
-  Matplotlib labels minor ticks (2x10^9, 3x10^9, ...) when a log axis spans
-  under a decade or two, and those long labels overlap on a narrow panel.
+  Matplotlib labels every minor tick (2x10^10, 3x10^10, 4x10^10, ...) when a
+  log axis spans about a decade, and on a narrow panel those long labels run
+  into each other. ``2e10`` at 1, 2, 5 steps stays readable.
   """
   from matplotlib import ticker
 
-  axis.set_major_locator(ticker.LogLocator(base=10, numticks=most + 1))
-  axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10), numticks=12))
+  low, high = sorted(axis.get_view_interval())
+  if not (low > 0 and math.isfinite(high)):
+    return
+  subs = (1.0,) if math.log10(high / low) >= 3 else (1.0, 2.0, 5.0)
+  axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+  axis.set_major_formatter(ticker.FuncFormatter(_tick_label))
+  axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10)))
   axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _tick_label(value: float, _position=None) -> str:
+  if value <= 0 or not math.isfinite(value):
+    return ""
+  exponent = math.floor(math.log10(value) + 1e-9)
+  mantissa = round(value / 10**exponent, 6)
+  if -2 <= exponent <= 3:
+    return f"{value:g}"
+  return f"{mantissa:g}e{exponent}"
 
 
 def _footnote(figure, lines: list[str], width: int = 150) -> None:
