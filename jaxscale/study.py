@@ -110,7 +110,7 @@ def run(
 
 
 def _ci95(fit, name: str):
-  return fit.extras.get("bootstrap", {}).get("ci95", {}).get(name)
+  return None if fit.bootstrap is None else fit.bootstrap.ci95.get(name)
 
 
 def _interval(fit, name: str) -> str:
@@ -130,7 +130,7 @@ def _covers(fit, truth: float) -> str:
 def render_report(result: dict[str, Any]) -> str:
   """The study as Markdown: data, fit with CIs, E vs the true entropy, allocation, figures."""
   fit, runs = result["fit"], result["runs"]
-  boot = fit.extras.get("bootstrap", {})
+  boot = fit.bootstrap
   lines = [
       "# jaxscale scaling study",
       "",
@@ -143,7 +143,7 @@ def render_report(result: dict[str, Any]) -> str:
       "",
       f"`{fit.law_object.formula}`, Huber (delta={fit.delta:g}) on log loss; {fit.status}.",
       "",
-      f"| param | estimate | 95% CI ({boot.get('n', 0)} bootstrap replicates) |",
+      f"| param | estimate | 95% CI ({boot.describe() if boot else 'no bootstrap'}) |",
       "|---|---|---|",
   ]
   lines += [f"| {name} | {value:.4g} | {_interval(fit, name)} |" for name, value in fit.params.items()]
