@@ -88,7 +88,9 @@ _PHASES_CHILD = textwrap.dedent(
     data = runs_lib.read(sys.argv[1]).drop_highest_loss(5)
     options = solver.SolverOptions()
     with fitting.precision("float64") as dtype:
-      args = fitting.padded_arrays(law, data, dtype) if hasattr(fitting, "padded_arrays") else fitting.prepare(law, data, dtype)
+      import inspect
+      padded = "pad" in inspect.signature(fitting.prepare).parameters  # the version before run-set buckets had no pad
+      args = fitting.prepare(law, data, dtype, **({"pad": True} if padded else {}))
       starts = jnp.asarray(law.starts(args[0]), dtype)
       t1 = time.perf_counter()
       lowered = fitting.multistart.lower(law, starts, *args, options=options, keep=fitting.DEFAULT_KEEP)

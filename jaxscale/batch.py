@@ -1,7 +1,8 @@
 """Many fits at once: run sets of different lengths, or bootstrap replicates, as one batch.
 
 A batch of fits is one compiled program. Run sets of different lengths are
-padded to the longest with rows of weight 0 (copies of their first row, so
+padded to the bucket of the longest (:func:`jaxscale.fitting.bucket_size`) with
+rows of weight 0 (copies of their first row, so
 every residual stays finite), which changes no objective, and
 :func:`jaxscale.fitting.multistart` is ``vmap``-ped over the run-set axis. The
 batch axis is then split over local devices with a one-axis mesh
@@ -130,7 +131,7 @@ def _fit_batch(law, items, *, loss, delta, keep, max_steps, dtype, devices):
     raise ValueError(f"delta must be > 0, got {delta}")
   devices = devices_lib.local_devices(devices)
   options = solver.SolverOptions(loss=loss, delta=float(delta), max_steps=int(max_steps))
-  longest = max(len(runs) for _, _, runs in items)
+  longest = fitting.bucket_size(max(len(runs) for _, _, runs in items))  # one program for every batch of this bucket
   with fitting.precision(dtype) as float_dtype:
     starts, log_inputs, log_loss, weights = [], {v: [] for v in law.variables}, [], []
     for key, _, runs in items:

@@ -33,10 +33,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxscale import laws as laws_lib
@@ -158,7 +160,6 @@ def jacobian_spectrum(fit, runs: Any, *, law: laws_lib.Law | None = None) -> dic
     ``{"singular_values": (P,), "condition": float, "weakest": {param: loading}}``
     where ``weakest`` is the parameter combination of the smallest singular value.
   """
-  import jax
   import jax.numpy as jnp
 
   from jaxscale import fitting
@@ -166,15 +167,11 @@ def jacobian_spectrum(fit, runs: Any, *, law: laws_lib.Law | None = None) -> dic
   law = law if law is not None else laws_lib.get(fit.law)
   runs = runs_lib.load(runs)
   with fitting.precision("float64") as dtype:
-    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, dtype)
+    # Padded (rows of weight 0, dropped below) so one compiled program serves every run set of a bucket.
+    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, dtype, pad=True)
     theta = jnp.asarray([fit.fit_params[n] for n in law.param_names], dtype)
-
-    def residuals(t):
-      return law.log_loss(law.unflatten(t), log_inputs) - log_loss_R
-
-    jacobian_RxP = np.asarray(jax.jacfwd(residuals)(theta), dtype=np.float64)
-    residual_R = np.asarray(residuals(theta), dtype=np.float64)
-  weights = np.asarray(weights_R, dtype=np.float64)
+    jacobian_RxP, residual_R = (np.asarray(x, np.float64)[: len(runs)] for x in _residuals_and_jacobian(law, theta, log_inputs, log_loss_R))
+  weights = np.asarray(weights_R, dtype=np.float64)[: len(runs)]
   if fit.loss == "huber":
     weights = weights * np.minimum(1.0, fit.delta / np.maximum(np.abs(residual_R), fit.delta))
   weighted = jacobian_RxP * np.sqrt(weights)[:, None]
@@ -187,6 +184,16 @@ def jacobian_spectrum(fit, runs: Any, *, law: laws_lib.Law | None = None) -> dic
   condition = float(singular[0] / singular[-1]) if singular[-1] > 0 else math.inf
   weakest = {n: float(v) for n, v in zip(law.param_names, vt[-1])}
   return {"singular_values": singular.tolist(), "condition": condition, "weakest": weakest, "dead": dead}
+
+
+@functools.partial(jax.jit, static_argnames=("law",))
+def _residuals_and_jacobian(law: laws_lib.Law, theta_P, log_inputs, log_loss_R):
+  """``(jacobian_RxP, residual_R)`` of the log-loss residuals at ``theta_P``."""
+
+  def residuals(t):
+    return law.log_loss(law.unflatten(t), log_inputs) - log_loss_R
+
+  return jax.jacfwd(residuals)(theta_P), residuals(theta_P)
 
 
 def _jacobian(fit, law: laws_lib.Law, runs: runs_lib.RunSet) -> list[Diagnostic]:

@@ -41,6 +41,9 @@ from jaxscale import runs as runs_lib
 from jaxscale import solver
 
 DEFAULT_KEEP = 64
+# Run sets are padded to power-of-two lengths from this one up (see bucket_size): most run sets
+# in the literature have fewer runs, so one compiled program serves them all.
+MIN_BUCKET = 256
 # 2: a typed top-level `bootstrap` with per-replicate converged flags, and `law_module`.
 FORMAT_VERSION = 2
 # Objective gap within which a refined start counts as having reached the best fit: relative,
@@ -317,11 +320,41 @@ jax.tree_util.register_dataclass(
 )
 
 
-def prepare(law: laws_lib.Law, runs: runs_lib.RunSet, dtype) -> tuple[dict, Any, Any]:
-  """The arrays a fit consumes: ``(log_inputs, log_loss_R, weights_R)`` in ``dtype``."""
+def bucket_size(num_runs: int) -> int:
+  """The padded length of a run set of ``num_runs``: a power of two, at least :data:`MIN_BUCKET`.
+
+  Compiled programs depend on the number of runs; padding every run set to one
+  of a few sizes (with rows of weight 0) lets one cached program serve them all.
+  """
+  return max(MIN_BUCKET, 1 << max(int(num_runs) - 1, 0).bit_length())
+
+
+def pad_rows(values_R: np.ndarray, size: int, fill=None) -> np.ndarray:
+  """``values_R`` padded to ``size`` rows with ``fill`` (default: copies of the first row, so logs stay finite)."""
+  values_R = np.asarray(values_R)
+  extra = size - values_R.shape[0]
+  if extra < 0:
+    raise ValueError(f"cannot pad {values_R.shape[0]} rows to {size}")
+  tail = np.repeat(values_R[:1], extra, axis=0) if fill is None else np.full((extra, *values_R.shape[1:]), fill, values_R.dtype)
+  return np.concatenate([values_R, tail])
+
+
+def prepare(law: laws_lib.Law, runs: runs_lib.RunSet, dtype, *, pad: bool = False) -> tuple[dict, Any, Any]:
+  """The arrays a fit consumes: ``(log_inputs, log_loss_R, weights_R)`` in ``dtype``.
+
+  With ``pad=True`` the arrays have :func:`bucket_size` rows: the runs, then
+  copies of the first run with weight 0, which change no objective, gradient
+  or solution (the solver sums weighted terms) but let the compiled program
+  be reused for any run set of the same bucket.
+  """
   runs_lib.check_for_law(runs, law)
-  log_inputs = {v: jnp.asarray(x, dtype) for v, x in runs.log_inputs(law.variables).items()}
-  return log_inputs, jnp.asarray(np.log(runs.loss), dtype), jnp.asarray(runs.weight, dtype)
+  log_inputs, log_loss, weights = runs.log_inputs(law.variables), np.log(runs.loss), np.asarray(runs.weight, np.float64)
+  if pad:
+    size = bucket_size(len(runs))
+    log_inputs = {v: pad_rows(x, size) for v, x in log_inputs.items()}
+    log_loss, weights = pad_rows(log_loss, size), pad_rows(weights, size, fill=0.0)
+  log_inputs = {v: jnp.asarray(x, dtype) for v, x in log_inputs.items()}
+  return log_inputs, jnp.asarray(log_loss, dtype), jnp.asarray(weights, dtype)
 
 
 def _status(converged: bool, steps: int, max_steps: int, gradient_norm: float, objective: float) -> str:
@@ -379,8 +412,9 @@ def fit(
   if loss not in ("huber", "mse"):
     raise ValueError(f"unknown loss {loss!r}; use 'huber' or 'mse'")
   with precision(dtype) as float_dtype:
-    log_inputs, log_loss_R, weights_R = prepare(law, runs, float_dtype)
-    starts_SxP = law.starts(log_inputs) if starts is None else np.asarray(starts, dtype=np.float64)
+    log_inputs, log_loss_R, weights_R = prepare(law, runs, float_dtype, pad=True)
+    # Starts placed from the data (e.g. at quantiles) see the runs, not the padding.
+    starts_SxP = law.starts(runs.log_inputs(law.variables)) if starts is None else np.asarray(starts, dtype=np.float64)
     if starts_SxP.ndim != 2 or starts_SxP.shape[1] != law.num_params:
       raise ValueError(f"starts must have shape (S, {law.num_params}) for law {law.name!r}, got {starts_SxP.shape}")
     kept = starts_SxP.shape[0] if keep is None else max(1, min(int(keep), starts_SxP.shape[0]))

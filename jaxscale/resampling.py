@@ -72,7 +72,7 @@ UNCONVERGED_WARN_SHARE = 0.1
 # --- Replicate weights ----------------------------------------------------------------------
 
 
-def resample_weights(key: jax.Array, replicate_ids_K, unit_of_run_R, num_units: int):
+def resample_weights(key: jax.Array, replicate_ids_K, unit_of_run_R, num_units, *, max_units: int | None = None):
   """Multinomial resampling counts per run for replicates ``replicate_ids_K``.
 
   Replicate ``i`` draws ``num_units`` units (runs, or whole clusters) with
@@ -82,22 +82,26 @@ def resample_weights(key: jax.Array, replicate_ids_K, unit_of_run_R, num_units: 
     key: the bootstrap's base key (from its seed).
     replicate_ids_K: replicate indices, shape ``(K,)``.
     unit_of_run_R: which unit (``0 .. num_units - 1``) each run belongs to.
-    num_units: how many units are resampled (static).
+    num_units: how many units are resampled: a static int, or (with
+      ``max_units``) a traced one, so run sets of any size share a program.
+    max_units: a static bound on ``num_units``: the draws are made over
+      ``max_units`` slots and those past ``num_units`` count for nothing.
 
   Returns:
     Counts of shape ``(K, R)`` in the dtype of ``unit_of_run_R``'s float twin.
   """
 
   def one(replicate_id):
-    draws = jax.random.randint(jax.random.fold_in(key, replicate_id), (num_units,), 0, num_units)
-    counts_U = jnp.zeros(num_units, jnp.int32).at[draws].add(1)
+    width = num_units if max_units is None else max_units
+    draws = jax.random.randint(jax.random.fold_in(key, replicate_id), (width,), 0, num_units)
+    counts_U = jnp.zeros(width, jnp.int32).at[draws].add((jnp.arange(width) < num_units).astype(jnp.int32))
     return counts_U[unit_of_run_R]
 
   return jax.vmap(one)(replicate_ids_K)
 
 
-@functools.partial(jax.jit, static_argnames=("law", "options", "num_units"))
-def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, log_inputs, log_loss_R, weights_R, *, options, num_units):
+@functools.partial(jax.jit, static_argnames=("law", "options"))
+def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, num_units, log_inputs, log_loss_R, weights_R, *, options):
   """Refits ``K`` replicates from ``theta0_KxP``; returns (theta, objective, gradient norm)."""
 
   def residual_fn(theta):
@@ -109,12 +113,13 @@ def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, log_inputs, log
     gradient = solver.gradient_norm(residual_fn, state.theta, replicate_weights_R, options)
     return state.theta, state.objective, gradient
 
-  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units)
+  # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
+  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
   return jax.vmap(one)(theta0_KxP, counts_KxR)
 
 
-@functools.partial(jax.jit, static_argnames=("law", "options", "num_units"))
-def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_of_run_R, log_inputs, log_loss_R, weights_R, *, options, num_units):
+@functools.partial(jax.jit, static_argnames=("law", "options"))
+def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_of_run_R, num_units, log_inputs, log_loss_R, weights_R, *, options):
   """Refits each of ``K`` replicates from its own ``theta0`` and every shared start; keeps the best."""
 
   def residual_fn(theta):
@@ -128,7 +133,8 @@ def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_o
     theta = states.theta[best]
     return theta, states.objective[best], solver.gradient_norm(residual_fn, theta, replicate_weights_R, options)
 
-  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units)
+  # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
+  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
   return jax.vmap(one)(theta0_KxP, counts_KxR)
 
 
@@ -573,13 +579,17 @@ def refit_replicates(
   width_of = lambda width: len(devices) * math.ceil(width / len(devices))  # noqa: E731
 
   with fitting.precision(dtype) as float_dtype:
-    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, float_dtype)
-    data = dict(key=key, unit_of_run_R=jnp.asarray(unit_of_run), log_inputs=log_inputs, log_loss_R=log_loss_R, weights_R=weights_R)
+    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, float_dtype, pad=True)
+    unit_of_run_R = fitting.pad_rows(unit_of_run, weights_R.shape[0], fill=0)  # padding rows weigh 0 whatever their unit
+    data = dict(
+        key=key, unit_of_run_R=jnp.asarray(unit_of_run_R), num_units=jnp.asarray(num_units, jnp.int32),
+        log_inputs=log_inputs, log_loss_R=log_loss_R, weights_R=weights_R,
+    )
     options = solver.SolverOptions(loss=loss, delta=float(delta), max_steps=int(steps_per_round), patience=3, ftol=1e-10)
     tolerance = GRADIENT_TOLERANCE[dtype]
 
     def refit(theta0, ids):
-      return _refit(law, theta0, ids, **data, options=options, num_units=num_units)
+      return _refit(law, theta0, ids, **data, options=options)
 
     warm = np.asarray([fit.fit_params[name] for name in law.param_names], np.float64)
     theta = np.tile(warm, (count, 1))
@@ -601,7 +611,7 @@ def refit_replicates(
 
     if pending.size and extra_starts:
       # The stragglers may sit in a poor basin: refit them from their current point and the best grid starts.
-      grid = law.starts(log_inputs)
+      grid = law.starts(runs.log_inputs(law.variables))  # placed from the runs, not the padding
       starts = _best_starts(
           law, jnp.asarray(grid, float_dtype), log_inputs, log_loss_R, weights_R,
           options=options, count=int(min(extra_starts, len(grid))),
@@ -610,7 +620,7 @@ def refit_replicates(
 
       def rescue(theta0, ids):
         return _refit_from_starts(
-            law, starts, theta0, ids, **data, options=rescue_options, num_units=num_units
+            law, starts, theta0, ids, **data, options=rescue_options
         )
 
       new_theta, new_objective, new_gradient = _in_chunks(

@@ -1,8 +1,16 @@
-"""Shared fixtures. x64 stays off globally: the library scopes it where it fits."""
+"""Shared fixtures. x64 stays off globally: the library scopes it where it fits.
+
+Dtype promotion is strict for the test run (as optimistix's conftest sets it): mixing
+float32 and float64 (or ints and floats) in one jnp operation is an error here, so a
+silent promotion in the library is caught rather than computed in the wrong precision.
+"""
 
 from pathlib import Path
 
+import jax
 import pytest
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CHINCHILLA_CSV = DATA_DIR / "chinchilla_svg_extracted.csv"

@@ -121,6 +121,23 @@ def test_refits_of_the_same_shape_do_not_recompile():
   assert fitting.multistart._cache_size() == compiled
 
 
+def test_run_sets_of_new_sizes_reuse_the_compiled_fit(chinchilla_runs, chinchilla_fit):
+  # Padded to one bucket (rows of weight 0), the 240-run fit's program serves 97, 131 and 163 runs too.
+  from jaxscale import diagnostics
+
+  compiled = fitting.multistart._cache_size()
+  jacobians = diagnostics._residuals_and_jacobian._cache_size()
+  order = np.random.default_rng(0).permutation(len(chinchilla_runs))
+  for size in (97, 131, 163):
+    part = chinchilla_runs.subset(np.sort(order[:size]))
+    result = fitting.fit("chinchilla", part)
+    assert result.runs_used == size and result.converged
+    diagnostics.jacobian_spectrum(result, part)
+  assert fitting.multistart._cache_size() == compiled
+  assert diagnostics._residuals_and_jacobian._cache_size() <= max(jacobians, 1)
+  assert fitting.bucket_size(240) == fitting.bucket_size(97) == 256 and fitting.bucket_size(257) == 512
+
+
 def test_weights_drop_runs_exactly():
   truth = laws.preset("chinchilla", "besiroglu2024")
   data = simulate.simulate("chinchilla", truth, noise=0.01, seed=0)
