@@ -22,3 +22,24 @@ def test_one_name_per_function():
   batch = importlib.import_module("jaxscale.batch")
   for alias in ("bootstrap_sharded", "local_devices", "batch_sharding", "run_by"):
     assert not hasattr(batch, alias), alias
+
+
+def test_the_cli_and_the_sweep_do_not_import_each_other():
+  import ast
+  from pathlib import Path
+
+  package = Path(jaxscale.__file__).parent
+
+  def imported(module):
+    tree = ast.parse((package / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and node.module:
+        names |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+      elif isinstance(node, ast.Import):
+        names |= {alias.name for alias in node.names}
+    return names | {s.value for s in ast.walk(tree) if isinstance(s, ast.Constant) and s.value == "jaxscale.sweep"}
+
+  assert "jaxscale.sweep" not in imported("cli")
+  assert "jaxscale.cli" not in imported("sweep")
+  assert "jaxscale.commands" not in imported("batch") and "jaxscale.commands" not in imported("sweep")

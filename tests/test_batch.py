@@ -149,14 +149,6 @@ def test_one_and_eight_host_devices_give_the_same_answers(tmp_path):
     np.testing.assert_allclose(out["ci95"][name], interval, rtol=1e-6)
 
 
-def test_sharded_bootstrap_is_the_librarys_bootstrap():
-  fit, boot = one_device_bootstrap()
-  reference = resampling.bootstrap("chinchilla", runs_lib.read(CHINCHILLA_CSV).drop_highest_loss(5), fit=fit, **BOOTSTRAP)
-  np.testing.assert_allclose(boot.samples, reference.samples, rtol=1e-9)
-  for name, interval in reference.ci95.items():
-    np.testing.assert_allclose(boot.ci95[name], interval, rtol=1e-9)
-
-
 def test_fit_by_on_the_command_line_prints_one_object_keyed_by_value(tmp_path, capsys):
   from jaxscale import cli
 
