@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if finding.severity == "warning":
       print(f"warning: {finding.message}", file=sys.stderr)
   if args.out:
+    from jaxscale import intervals
+
+    result = intervals.attach(result, runs)  # the noise estimate `predict --interval` reads
     result.to_json(args.out)
   if args.format == "json":
     data = result.to_dict()
