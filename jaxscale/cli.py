@@ -23,6 +23,7 @@ COMMANDS = (
     "summarize",
     "isoflop",
     "validate",
+    "compare",
     "plot",
     "sweep",
     "simulate",
