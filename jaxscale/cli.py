@@ -27,6 +27,7 @@ COMMANDS = (
     "sweep",
     "simulate",
     "laws",
+    "design",
 )
 
 
