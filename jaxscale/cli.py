@@ -28,6 +28,7 @@ COMMANDS = (
     "sweep",
     "simulate",
     "laws",
+    "design",
 )
 
 
