@@ -24,10 +24,12 @@ COMMANDS = (
     "summarize",
     "isoflop",
     "validate",
+    "compare",
     "plot",
     "sweep",
     "simulate",
     "laws",
+    "design",
 )
 
 
