@@ -43,3 +43,10 @@ def test_the_cli_and_the_sweep_do_not_import_each_other():
   assert "jaxscale.sweep" not in imported("cli")
   assert "jaxscale.cli" not in imported("sweep")
   assert "jaxscale.commands" not in imported("batch") and "jaxscale.commands" not in imported("sweep")
+
+
+def test_strict_dtype_promotion_is_on_here():
+  import jax.numpy as jnp
+
+  with pytest.raises(Exception, match="strict"):
+    jnp.zeros(2, jnp.int32) + jnp.zeros(2, jnp.float32)
