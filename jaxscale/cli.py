@@ -24,6 +24,7 @@ COMMANDS = (
     "isoflop",
     "validate",
     "plot",
+    "tasks",
     "sweep",
     "simulate",
     "laws",
