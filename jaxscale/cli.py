@@ -23,11 +23,13 @@ COMMANDS = (
     "summarize",
     "isoflop",
     "validate",
+    "compare",
     "plot",
     "tasks",
     "sweep",
     "simulate",
     "laws",
+    "design",
 )
 
 
