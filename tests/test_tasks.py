@@ -82,7 +82,7 @@ def test_a_target_smaller_than_the_ladder_is_refused(simulated):
 
 def test_a_task_at_chance_at_every_size_is_refused():
   at_chance = dict(TRUE, L0=-3.0)  # the sigmoid's rise lies far below every loss of the ladder
-  data = tasks.simulate(N_R, D_R, tasks={"hopeless": at_chance}, curve_points=2)
+  data = tasks.simulate(N_R, D_R, tasks={"hopeless": at_chance}, curve_points=2, accuracy_noise=0.002)
   with pytest.raises(ValueError, match=r"'hopeless'.*at or below chance"):
     tasks.fit(data, n=0)
 
@@ -97,12 +97,13 @@ def test_a_non_monotone_ladder_is_refused():
 
 
 def test_missing_columns_are_named(tmp_path):
-  log = pd.read_csv(OLMO_DIR / "190M-1xC.csv").drop(columns=["eval/downstream_bpb/piqa_val_rc_5shot_bpb"])
-  log.to_csv(tmp_path / "190M-1xC.csv", index=False)
-  pd.read_csv(OLMO_DIR / "manifest.csv").head(1).to_csv(tmp_path / "manifest.csv", index=False)
+  manifest = pd.read_csv(OLMO_DIR / "manifest.csv").head(1)
+  log = pd.read_csv(OLMO_DIR / manifest["file"][0]).drop(columns=["eval/downstream_bpb/piqa_val_rc_5shot_bpb"])
+  log.to_csv(tmp_path / manifest["file"][0], index=False)
+  manifest.to_csv(tmp_path / "manifest.csv", index=False)
   with pytest.raises(ValueError, match=r"task 'piqa' needs a task-loss column like 'eval/downstream_bpb/piqa_val_rc_5shot_bpb'"):
     ladder.read(tmp_path)
-  pd.read_csv(OLMO_DIR / "manifest.csv").drop(columns=["N"]).to_csv(tmp_path / "manifest.csv", index=False)
+  manifest.drop(columns=["N"]).to_csv(tmp_path / "manifest.csv", index=False)
   with pytest.raises(ValueError, match="missing column 'N'"):
     ladder.read(tmp_path)
   runs = tmp_path / "runs.csv"
@@ -123,11 +124,12 @@ def test_reads_the_olmo_ladder_and_a_run_set_alike(tmp_path):
   assert data.accuracy("mmlu")[row] == pytest.approx(expected, rel=1e-12)
   assert data.sizes(["1B"]).N.tolist() == [1279395840.0] * 4
   runs = tmp_path / "runs.csv"
-  pd.DataFrame({"N": N_R, "D": D_R, "loss": np.linspace(3, 2, 9), "accuracy": np.linspace(0.3, 0.4, 9),
-                "arc_loss": np.linspace(1.5, 1.0, 9), "arc_accuracy": np.linspace(0.3, 0.5, 9)}).to_csv(runs, index=False)
+  count = len(N_R)
+  pd.DataFrame({"N": N_R, "D": D_R, "loss": np.linspace(3, 2, count), "accuracy": np.linspace(0.3, 0.4, count),
+                "arc_loss": np.linspace(1.5, 1.0, count), "arc_accuracy": np.linspace(0.3, 0.5, count)}).to_csv(runs, index=False)
   sweep = ladder.read(runs, chance={"arc": 0.25})
   assert sweep.tasks == ("next_token", "arc") and sweep.chance == {"next_token": 0.0, "arc": 0.25}
-  assert sweep.task_loss("arc")[0] == 1.5 and len(sweep.points) == 9
+  assert sweep.task_loss("arc")[0] == 1.5 and len(sweep.points) == count
 
 
 def test_cli_on_the_real_ladder(capsys):
@@ -145,3 +147,22 @@ def test_cli_on_the_real_ladder(capsys):
     assert entry["step1"]["mean_abs_rel_error"] < 0.02 and entry["step2"]["mean_abs_rel_error"] < 0.05
   assert cli.main(["tasks", str(OLMO_DIR), "--target-N", "1e7", "--target-D", "1e9", "--tasks", "piqa", "--bootstrap", "0"]) == 2
   assert "smaller than the ladder" in capsys.readouterr().err
+
+
+def test_recovers_a_power_law_mapping_for_a_loss_like_metric():
+  import jax.numpy as jnp
+
+  from jaxscale import fitting
+
+  loss_P = np.linspace(0.7, 1.5, 20)
+  metric_P = 0.05 + 0.3 * loss_P**2.0
+  law = tasks.metric_power
+  with fitting.precision("float64"):
+    inputs = tasks._step2_inputs(jnp.log(jnp.asarray(loss_P)), 0.0, 0.0)
+    states, _ = fitting.multistart(law, jnp.asarray(law.starts()), inputs, jnp.log(jnp.asarray(metric_P)), jnp.ones(20),
+                                   options=tasks.STEP2_OPTIONS, keep=8)
+    best = int(np.argmin(np.asarray(states.objective)))
+    natural = law.to_natural(law.unflatten(states.theta[best]))
+  assert float(natural["E"]) == pytest.approx(0.05, rel=1e-5)
+  assert float(natural["A"]) == pytest.approx(0.3, rel=1e-5)
+  assert float(natural["gamma"]) == pytest.approx(2.0, rel=1e-5)
