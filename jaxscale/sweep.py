@@ -74,10 +74,12 @@ PRESETS = ("quick", "demo")
 RUNS_COLUMNS = (
     "run_id", "group", "size", "N", "N_total", "D", "C", "loss", "accuracy", "seed",
     "d_model", "n_layers", "n_heads", "d_ff", "context", "vocab", "lr", "batch_size",
-    "steps", "tokens_budget", "corpus", "entropy_rate", "wall_time_s",
+    "steps", "tokens_budget", "corpus", "entropy_rate", "loss_floor", "wall_time_s",
     "resumed_from_step")
 CURVES_COLUMNS = ("run_id", "group", "step", "tokens", "N", "C_so_far", "loss",
                   "accuracy")
+QUANTA_COLUMNS = ("run_id", "N", "D", "rank_lo", "rank_hi", "mass", "accuracy", "loss",
+                  "optimal_loss", "optimal_accuracy")
 
 
 def size_config(size: str | dict, *, vocab_size: int = CORPUS_VOCAB_SIZE,
@@ -765,12 +767,16 @@ def _train_unclaimed(plan: Plan, out_dir: str, display: Progress, settings: dict
             checkpointer=checkpointer, on_step=step_hook)
     finally:
       checkpointer.close()
+    quanta_rows = [_quanta_rows(one, result, data) for one, result in zip(specs, results)]
     with _file_lock(os.path.join(out_dir, ".records.lock")):
-      for one, result in zip(specs, results):
+      for one, result, ranks in zip(specs, results, quanta_rows):
         # Curves first: a crash before runs.csv is written retrains the run, and its
         # curve rows are then replaced, never duplicated.
         _replace_rows(os.path.join(out_dir, "curves.csv"), CURVES_COLUMNS, one.run_id,
                       _curve_rows(one, result))
+        if ranks:
+          _replace_rows(os.path.join(out_dir, "quanta.csv"), QUANTA_COLUMNS, one.run_id,
+                        ranks)
         _replace_rows(os.path.join(out_dir, "runs.csv"), RUNS_COLUMNS, one.run_id,
                       [_run_row(one, result, data)])
       shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -781,6 +787,20 @@ def _train_unclaimed(plan: Plan, out_dir: str, display: Progress, settings: dict
           pass
     for index, one, result in zip(indices, specs, results):
       display.end_run(one, result, index)
+
+
+def _quanta_rows(spec: RunSpec, result, data) -> list[dict]:
+  """Per-quantum scores of a run on a quanta corpus (see jaxscale.quanta.score_by_rank)."""
+  from jaxscale import model as model_lib
+  from jaxscale import quanta
+  from jaxscale import train as train_lib
+
+  if not isinstance(data.source, quanta.QuantaSource) or result.params is None:
+    return []
+  logits_fn = train_lib.logits_function(spec.model, result.params)
+  n = model_lib.count_params(spec.model)["non_embedding"]
+  return [dict(run_id=spec.run_id, N=n, D=result.tokens, **row)
+          for row in quanta.score_by_rank(data.source, logits_fn, context=spec.model.context)]
 
 
 def _curve_rows(spec: RunSpec, result) -> list[dict]:
@@ -807,6 +827,7 @@ def _run_row(spec: RunSpec, result, data) -> dict:
       context=config.context, vocab=config.vocab_size, lr=spec.learning_rate,
       batch_size=spec.batch_size, steps=result.steps, tokens_budget=spec.tokens,
       corpus=spec.corpus, entropy_rate=data.entropy_rate,
+      loss_floor=data.loss_floor(config.context),
       wall_time_s=result.wall_time_s, resumed_from_step=result.resumed_from_step)
 
 
