@@ -126,7 +126,7 @@ class QuantaSource:
     tokens = np.concatenate([self.codes_KxB[rank_D], continuation_DxC, filler_DxF], axis=1)
     return tokens, rank_D
 
-  def corpus(self, *, train_tokens: int = 8_388_608, heldout_tokens: int = 262_144,
+  def corpus(self, *, train_tokens: int = 8_388_608, heldout_tokens: int = 1_048_576,
              row_docs: int = 64, seed: int = 0, name: str = "quanta") -> Corpus:
     """Train and held-out rows of ``row_docs`` documents each, windows aligned to docs."""
     rows = []
@@ -193,7 +193,7 @@ def make_quanta_source(num_keys: int = 16_384, *, exponent: float = 0.5,
 @functools.lru_cache(maxsize=4)
 def quanta_corpus(num_keys: int = 16_384, *, exponent: float = 0.5, continuation: int = 14,
                   noise: float = 0.0, filler: int = 0, seed: int = 0,
-                  train_tokens: int = 8_388_608, heldout_tokens: int = 262_144) -> Corpus:
+                  train_tokens: int = 8_388_608, heldout_tokens: int = 1_048_576) -> Corpus:
   """The lab's quanta corpus (cached per process)."""
   source = make_quanta_source(num_keys, exponent=exponent, continuation=continuation,
                               noise=noise, filler=filler, seed=seed)

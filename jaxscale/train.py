@@ -59,6 +59,9 @@ class TrainConfig:
     b1, b2: Adam moment decays.
     num_evals: held-out evaluations, evenly spaced, the last at the final step.
     eval_tokens: held-out tokens (next-token targets) per evaluation.
+    final_eval_tokens: held-out tokens for the last evaluation, the run's recorded
+      loss (None: ``eval_tokens``). A large final set measures a loss close to its
+      floor precisely while the curve's evaluations stay cheap.
   """
 
   tokens: int
@@ -73,12 +76,18 @@ class TrainConfig:
   b2: float = 0.95
   num_evals: int = 5
   eval_tokens: int = 16_384
+  final_eval_tokens: int | None = None
 
   def __post_init__(self):
     for name in ("tokens", "batch_size", "num_evals", "eval_tokens"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+    if self.final_eval_tokens is not None and (
+        isinstance(self.final_eval_tokens, bool)
+        or not isinstance(self.final_eval_tokens, (int, np.integer)) or self.final_eval_tokens <= 0):
+      raise ValueError("TrainConfig.final_eval_tokens must be a positive int or None, got"
+                       f" {self.final_eval_tokens!r}.")
     if not self.learning_rate > 0:
       raise ValueError(
           f"TrainConfig.learning_rate must be positive, got {self.learning_rate!r}.")
@@ -483,6 +492,8 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
   _, params, opt_state = state
   steps = compiled_steps(model_config, None, first, stacked=stacked)
   heldout_NxBxL1 = eval_batches(corpus, context, first.eval_tokens)
+  final_NxBxL1 = (heldout_NxBxL1 if first.final_eval_tokens in (None, first.eval_tokens)
+                  else eval_batches(corpus, context, first.final_eval_tokens))
 
   start_step, curves, previous_wall = 0, [[] for _ in train_configs], 0.0
   treedef = jax.tree.structure((params, opt_state))
@@ -529,7 +540,8 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
         on_step(StepInfo(step + i + 1, total_steps, tokens_per_step, loss_S[i]))
     step = stop
     if step in evals_at:
-      eval_loss, eval_accuracy = jax.device_get(steps.evaluate(params, heldout_NxBxL1))
+      windows = final_NxBxL1 if step == total_steps else heldout_NxBxL1
+      eval_loss, eval_accuracy = jax.device_get(steps.evaluate(params, windows))
       for curve, loss, accuracy in zip(curves, np.atleast_1d(eval_loss),
                                        np.atleast_1d(eval_accuracy)):
         curve.append(dict(step=step, tokens=step * tokens_per_step, loss=float(loss),
