@@ -122,3 +122,29 @@ def test_bad_configs_are_refused(kwargs, match):
 def test_bad_corpus_specs_are_refused(spec, match):
   with pytest.raises(ValueError, match=match):
     corpus_lib.load_corpus(spec)
+
+
+def test_a_learning_curve_shows_slow_start_power_law_and_plateau():
+  """The three phases of the explainers, on log-log axes of excess loss against steps."""
+  from jaxscale import sweep, train
+
+  data = corpus_lib.load_corpus("quanta:keys=32,exponent=1,continuation=6,filler=1,train_tokens=131072")
+  floor = data.loss_floor(32)
+  config = sweep.size_config({"d_model": 32, "n_layers": 1, "n_heads": 2}, context=32)
+  losses = []
+  result = train.train(config, train.TrainConfig(
+      tokens=8 * 32 * 1000, batch_size=8, learning_rate=3e-3, num_evals=20, eval_tokens=16384),
+      data, on_step=lambda info: losses.append(float(info.loss)))
+  steps = np.array([p["step"] for p in result.curve])
+  excess = np.array([p["loss"] for p in result.curve]) - floor
+  # Slow start: over the first ten updates the excess barely moves on a log scale.
+  early = np.log((losses[9] - floor) / (losses[0] - floor)) / np.log(10)
+  assert early > -0.2
+  # Power-law middle: a straight line in log-log, falling faster than 1/sqrt(steps).
+  middle = (steps >= 100) & (steps <= 600)
+  slope, intercept = np.polyfit(np.log(steps[middle]), np.log(excess[middle]), 1)
+  scatter = np.log(excess[middle]) - (slope * np.log(steps[middle]) + intercept)
+  assert slope < -0.6 and np.abs(scatter).max() < 0.15
+  # Plateau at the floor: within 5% of it, and the last quarter gains under 1% of it.
+  assert excess[-1] < 0.05 * floor
+  assert excess[steps == 750][0] - excess[-1] < 0.01 * floor

@@ -73,3 +73,21 @@ def test_demo_rejects_a_missing_config_and_a_negative_bootstrap(tmp_path, capsys
   assert cli.main(["demo", "--bootstrap", "-1", "--out", str(tmp_path / "o")]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert err == [f"error: config file {str(tmp_path / 'nope.json')!r} does not exist", "error: --bootstrap must be >= 0, got -1"]
+
+
+def test_the_demo_design_recovers_a_noiseless_law():
+  """On the demo preset's own (N, D) points, a law with the lab's parameters comes back."""
+  import numpy as np
+  import pandas as pd
+
+  from jaxscale import model as model_lib
+  from jaxscale import sweep
+
+  plan = sweep.make_plan("demo")
+  N = np.array([model_lib.count_params(s.model)["non_embedding"] for s in plan.runs], float)
+  D = np.array([s.tokens // (s.batch_size * 64) * s.batch_size * 64 for s in plan.runs], float)
+  truth = dict(E=1.4885, A=3.2, B=750.0, alpha=0.53, beta=0.73)
+  loss = truth["E"] + truth["A"] * N ** -truth["alpha"] + truth["B"] * D ** -truth["beta"]
+  fit = fitting.fit("chinchilla", runs_lib.from_frame(pd.DataFrame(dict(N=N, D=D, loss=loss))))
+  for name, value in truth.items():
+    assert fit.params[name] == pytest.approx(value, rel=1e-4), name
