@@ -23,10 +23,12 @@ COMMANDS = (
     "summarize",
     "isoflop",
     "validate",
+    "compare",
     "plot",
     "sweep",
     "simulate",
     "laws",
+    "design",
 )
 
 
