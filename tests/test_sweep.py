@@ -380,3 +380,11 @@ def test_progress_logs_plain_lines_off_a_terminal(tmp_path):
   assert lines and "\r" not in stream.getvalue()
   assert lines[-1].startswith("run 1/1 d16x1") and "step 3/3" in lines[-1]
   assert "tok/s" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_workers_keep_the_parents_platform():
+  gpu = sweep.worker_environment({"JAX_PLATFORMS": "cuda", "XLA_FLAGS": "--x"}, accelerator=True)
+  assert gpu["JAX_PLATFORMS"] == "cuda" and gpu["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  assert gpu["XLA_FLAGS"] == "--x --xla_cpu_multi_thread_eigen=false"
+  cpu = sweep.worker_environment({}, accelerator=False)
+  assert "JAX_PLATFORMS" not in cpu and "XLA_PYTHON_CLIENT_PREALLOCATE" not in cpu
