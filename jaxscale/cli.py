@@ -26,6 +26,7 @@ COMMANDS = (
     "validate",
     "compare",
     "plot",
+    "tasks",
     "sweep",
     "simulate",
     "laws",

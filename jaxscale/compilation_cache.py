@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 CACHE_DIR_ENV = "JAXSCALE_CACHE_DIR"
+CACHE_MAX_BYTES = 2 * 1024**3
 
 
 def directory() -> str:
@@ -34,3 +35,6 @@ def enable() -> None:
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  # JAX evicts least recently used entries past this size, so the folder cannot grow
+  # without bound (JAXSCALE_CACHE_MAX_BYTES overrides; -1 means no limit).
+  jax.config.update("jax_compilation_cache_max_size", int(os.environ.get("JAXSCALE_CACHE_MAX_BYTES", CACHE_MAX_BYTES)))
