@@ -21,6 +21,7 @@ def add_cli(subparsers) -> None:
   )
   parser.add_argument("fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit RUNS --out FIT_JSON`")
   commands.add_runs_arguments(parser)
+  commands.add_law_module_argument(parser)
   parser.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
   parser.add_argument("--dpi", type=int, default=150, help="resolution (default: %(default)s)")
   parser.add_argument(
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f"--dpi must be >= 10, got {args.dpi}")
   if args.extend < 0:
     raise ValueError(f"--extend must be >= 0 decades, got {args.extend}")
-  fit = fitting.FitResult.from_json(args.fit)
+  commands.load_law_module(args)
+  fit = fitting.FitResult.from_json(args.fit)  # imports the fit's own law module, if it names one
   runs = commands.load_runs(args)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", plots.PlotWarning)
