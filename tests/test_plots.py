@@ -150,7 +150,9 @@ def test_plotting_leaves_pyplot_and_the_backend_alone(bootstrapped_fit, tmp_path
 
 def test_a_vanishing_irreducible_loss_does_not_stretch_the_loss_axis(plain_fit, isoflop_runs):
   # An unidentified asymptote fits E ~ 0; its line on a log axis would push the runs into a sliver at the top.
-  vanished = fitting.FitResult.from_dict({**plain_fit.to_dict(), "params": {**plain_fit.params, "E": 1e-20}})
+  data = plain_fit.to_dict()  # both spaces change together: the fit file checks that they agree
+  data.update(params={**plain_fit.params, "E": 1e-20}, fit_params={**plain_fit.fit_params, "e": float(np.log(1e-20))})
+  vanished = fitting.FitResult.from_dict(data)
   figure = plots.loss_vs_compute(vanished, isoflop_runs)
   low, _ = figure.axes[0].get_ylim()
   assert low > 1e-2  # the runs and the curve set the axis, not a line at 1e-20
