@@ -245,8 +245,10 @@ def run_by(args, runs: runs_lib.RunSet) -> int:
   if args.out:
     import json
 
-    with open(args.out, "w") as f:
-      json.dump({"by": args.by, "devices": len(devices), "fits": data}, f, indent=2, default=float)
+    from jaxscale import atomic
+
+    text = json.dumps(commands.json_safe({"by": args.by, "devices": len(devices), "fits": data}), indent=2)
+    atomic.write_text(args.out, text + "\n", flag="--out")
   if args.format == "json":
     commands.print_json({"by": args.by, "devices": len(devices), "fits": data})
     return 0

@@ -63,24 +63,51 @@ def enable_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def error_message(error: BaseException) -> str:
+  """One line for an exception a user provoked: its text, whitespace folded, or its type."""
+  message = " ".join(str(error).split())
+  if isinstance(error, MemoryError):
+    return f"out of memory{': ' + message if message else ''}; use a smaller input or fewer replicates"
+  if isinstance(error, OSError) and error.filename and error.strerror:
+    message = f"{error.filename}: {error.strerror}"
+  if not message or not isinstance(error, (ValueError, OSError)):
+    message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+  return message
+
+
 def main(argv: list[str] | None = None) -> int:
+  """Runs one command; any error is one ``error: ...`` line on stderr and a non-zero exit code.
+
+  ``JAXSCALE_TRACEBACK=1`` shows the traceback of an unexpected error (for bug reports).
+  """
   parser = build_parser()
   args = parser.parse_args(argv)
   if not getattr(args, "func", None):
     parser.print_help()
     return 0
+  return run_command(args.func, args)
+
+
+def run_command(func, args, *, cache: bool = True) -> int:
+  """``func(args)`` with every error a user can provoke turned into one ``error:`` line."""
   try:
-    enable_compilation_cache()
-    return int(args.func(args) or 0)
+    if cache:
+      enable_compilation_cache()
+    return int(func(args) or 0)
   except BrokenPipeError:
     return 0  # e.g. `jaxscale laws | head`: the reader has what it wanted
-  except (ValueError, OSError) as error:
-    message = " ".join(str(error).split()) or type(error).__name__
-    print(f"error: {message}", file=sys.stderr)
-    return 2
   except KeyboardInterrupt:
-    print("error: interrupted", file=sys.stderr)
+    print("error: interrupted; run the same command again to resume a sweep", file=sys.stderr)
     return 130
+  except (ValueError, OSError, ArithmeticError, MemoryError) as error:
+    print(f"error: {error_message(error)}", file=sys.stderr)
+    return 2
+  except Exception as error:  # a bug, but the user still gets one line
+    if os.environ.get("JAXSCALE_TRACEBACK"):
+      raise
+    print(f"error: unexpected {error_message(error)} (a bug in jaxscale; set JAXSCALE_TRACEBACK=1 to see where)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

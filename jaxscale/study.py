@@ -105,7 +105,9 @@ def run(
       "figures": figures,
       "timings": timings,
   }
-  (out / "report.md").write_text(render_report(result))
+  from jaxscale import atomic
+
+  atomic.write_text(out / "report.md", render_report(result))
   return result
 
 

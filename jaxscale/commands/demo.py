@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxscale import sweep
+from jaxscale import commands, sweep
 
 
 def add_cli(subparsers) -> None:
@@ -24,8 +24,8 @@ def add_cli(subparsers) -> None:
   plan.add_argument("--quick", action="store_true", help="the ~1-minute sweep preset instead of the ~5-minute one")
   plan.add_argument("--config", metavar="FILE.json", help="your own sweep plan (see `jaxscale sweep --help`)")
   parser.add_argument("--corpus", default=None, help="synthetic (the presets' default), stdlib, or a text file/folder")
-  parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--bootstrap", type=commands.nonnegative_int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
+  parser.add_argument("--seed", type=commands.seed, default=0)
   parser.add_argument("--quiet", action="store_true", help="no progress display")
   sweep.add_workers_argument(parser)
   parser.set_defaults(func=run)

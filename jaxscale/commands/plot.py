@@ -21,9 +21,9 @@ def add_cli(subparsers) -> None:
   parser.add_argument("fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit RUNS --out FIT_JSON`")
   commands.add_runs_arguments(parser)
   parser.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
-  parser.add_argument("--dpi", type=int, default=150, help="resolution (default: %(default)s)")
+  parser.add_argument("--dpi", type=commands.positive_int, default=150, help="resolution (default: %(default)s)")
   parser.add_argument(
-      "--extend", type=float, default=2.0, metavar="DECADES",
+      "--extend", type=commands.nonnegative_float, default=2.0, metavar="DECADES",
       help="decades of compute beyond the runs for the fitted curves (default: %(default)s)",
   )
   parser.set_defaults(func=run)
@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f"--dpi must be >= 10, got {args.dpi}")
   if args.extend < 0:
     raise ValueError(f"--extend must be >= 0 decades, got {args.extend}")
+  from jaxscale import limits
+
+  commands.output_folder(args.out)
+  commands.check_memory(limits.figure_bytes(dpi=args.dpi), f"a figure at --dpi {args.dpi}", "lower --dpi (150 to 600 prints well)")
   fit = fitting.FitResult.from_json(args.fit)
   runs = commands.load_runs(args)
   with warnings.catch_warnings(record=True) as caught:
