@@ -1,5 +1,3 @@
-import sys
+from jaxscale.cli import exit_with, main
 
-from jaxscale.cli import main
-
-sys.exit(main())
+exit_with(main())

@@ -110,5 +110,14 @@ def run_command(func, args, *, cache: bool = True) -> int:
     return 1
 
 
+def exit_with(code: int) -> None:
+  """``sys.exit(code)`` for a program; after Ctrl-C a second one, during JAX's exit hooks, is ignored."""
+  if code == 130:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+  sys.exit(code)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  exit_with(main())

@@ -1248,4 +1248,6 @@ def main(argv: Iterable[str] | None = None) -> int:
 if __name__ == "__main__":
   if sys.argv[1:2] == ["_worker"]:
     sys.exit(_worker_main(sys.argv[2:]))
-  sys.exit(main())
+  from jaxscale import cli
+
+  cli.exit_with(main())
