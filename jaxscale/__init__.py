@@ -54,8 +54,10 @@ _EXPORTS = {
     "run_sweep": ("jaxscale.sweep", "run_sweep"),
     "make_plan": ("jaxscale.sweep", "make_plan"),
 }
+# Modules that are also entry points: `jaxscale.design(...)` calls jaxscale.design.design.
+_CALLABLE_MODULES = ("design",)
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, *_CALLABLE_MODULES])
 
 
 def __getattr__(name):
@@ -64,6 +66,8 @@ def __getattr__(name):
     value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
+  if name in _CALLABLE_MODULES:
+    return importlib.import_module(f"jaxscale.{name}")
   raise AttributeError(f"module 'jaxscale' has no attribute {name!r}")
 
 

@@ -23,10 +23,12 @@ COMMANDS = (
     "summarize",
     "isoflop",
     "validate",
+    "compare",
     "plot",
     "sweep",
     "simulate",
     "laws",
+    "design",
 )
 
 
@@ -49,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+CACHE_MAX_BYTES = 2 * 1024**3
+
+
 def enable_compilation_cache() -> None:
   """Keeps compiled fits on disk between invocations (the process is ours, so this is ours to set)."""
   import jax
@@ -61,6 +66,10 @@ def enable_compilation_cache() -> None:
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  # JAX evicts least recently used entries past this size, so the folder cannot grow
+  # without bound (JAXSCALE_CACHE_MAX_BYTES overrides; -1 means no limit).
+  jax.config.update("jax_compilation_cache_max_size",
+                    int(os.environ.get("JAXSCALE_CACHE_MAX_BYTES", CACHE_MAX_BYTES)))
 
 
 def error_message(error: BaseException) -> str:

@@ -240,6 +240,7 @@ def fit(
     max_steps: int = 300,
     dtype: str = "float64",
     columns: Mapping[str, str] | None = None,
+    **objective_options: Any,
 ) -> FitResult:
   """Fits ``law`` to ``runs`` from many starting points at once.
 
@@ -254,6 +255,9 @@ def fit(
     max_steps: solver iteration cap per start.
     dtype: ``"float64"`` (default, scoped) or ``"float32"``.
     columns: ``{their_name: canonical}`` column mapping when ``runs`` is a path.
+    **objective_options: ``objective=``, ``solver=``, ``optimizer=``, ``fixed=``,
+      ``bounds=``, ``seed_weights=``: other objectives, the Optax solver, pinned
+      or bounded parameters; see :func:`jaxscale.estimation.fit`.
 
   Returns:
     A :class:`FitResult`.
@@ -263,6 +267,13 @@ def fit(
     >>> result.params  # doctest: +SKIP
     {'E': 1.817, 'A': 477.8, 'B': 2143.9, 'alpha': 0.347, 'beta': 0.367}
   """
+  if objective_options:
+    from jaxscale import estimation
+
+    objective_options.setdefault("objective", {"huber": "huber_log", "mse": "mse_log"}.get(loss, loss))
+    steps = None if max_steps == 300 else max_steps  # the LM default: let the Optax solver take its own
+    return estimation.fit(law, runs, delta=delta, starts=starts, keep=keep, max_steps=steps, dtype=dtype, columns=columns,
+                          **objective_options)
   law = laws_lib.get(law)
   runs = runs_lib.load(runs, columns=columns)
   if delta <= 0:

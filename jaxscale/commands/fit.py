@@ -18,6 +18,9 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--law", default="chinchilla", help="law name (see `jaxscale laws`; default: %(default)s)")
   parser.add_argument("--loss", choices=("huber", "mse"), default="huber", help="objective on log-loss residuals")
   parser.add_argument("--delta", type=commands.positive_float, default=1e-3, help="Huber threshold (default: %(default)s)")
+  from jaxscale.commands import objective_args
+
+  objective_args.add_arguments(parser)
   parser.add_argument("--keep", type=int, default=64, help="starts refined after pruning the grid; 0 refines all (default: %(default)s)")
   parser.add_argument("--max-steps", type=int, default=300, help="solver steps per start (default: %(default)s)")
   parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -48,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
   commands.check_fit_memory(args.law, runs, keep=args.keep or None, bootstrap=args.bootstrap)
   if args.by:
     return batch.run_by(args, runs)
+  from jaxscale.commands import objective_args
+
   result = fitting.fit(
-      args.law, runs, loss=args.loss, delta=args.delta, keep=args.keep or None, max_steps=args.max_steps, dtype=args.dtype
+      args.law, runs, loss=args.loss, delta=args.delta, keep=args.keep or None, max_steps=args.max_steps, dtype=args.dtype,
+      **objective_args.options(args),
   )
   if args.bootstrap:
     from jaxscale import resampling
@@ -68,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if finding.severity == "warning":
       print(f"warning: {finding.message}", file=sys.stderr)
   if args.out:
+    from jaxscale import intervals
+
+    result = intervals.attach(result, runs)  # the noise estimate `predict --interval` reads
     result.to_json(args.out)
   if args.format == "json":
     data = result.to_dict()
@@ -75,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
       # Keep stdout readable: the samples live in --out; the CLI summary carries the intervals.
       section = {k: v for k, v in data["extras"]["bootstrap"].items() if k != "samples"}
       data["bootstrap"] = section
+    if "objective" in data["extras"]:
+      data["objective_settings"] = data["extras"]["objective"]
     data.pop("extras")
     data["devices"] = len(devices)
     data["diagnostics"] = [finding.to_dict() for finding in findings]
@@ -102,6 +113,8 @@ def render(result) -> str:
       f"objective  {result.objective:.10g}  ({result.loss}, delta={result.delta:g}, {result.dtype})",
       f"starts     {result.starts_reached_best} of {result.starts_refined} refined (from {result.starts}) reached the best fit",
       f"status     {result.status}",
+      *([f"solver     {result.extras['objective']['solver']}; extras {result.extras['objective']['extra']}"]
+        if "objective" in result.extras else []),
       "",
       commands.table(rows, header),
   ]

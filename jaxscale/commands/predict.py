@@ -27,6 +27,11 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--fit", required=True, metavar="FIT_JSON", help="a fit written by `jaxscale fit --out`")
   for variable, meaning in (("N", "parameters"), ("D", "tokens"), ("C", "training FLOPs"), ("U", "unique tokens")):
     parser.add_argument(f"--{variable}", action="append", default=[], metavar="VALUES", help=f"{meaning}; e.g. 7e10,1.4e11")
+  parser.add_argument(
+      "--interval", choices=("confidence", "prediction"), default=None,
+      help="confidence: where the mean law lies; prediction: where one new run's loss lands (adds run-to-run noise). "
+      "Default: the bootstrap band (a confidence band) when the fit has one",
+  )
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
@@ -88,6 +93,10 @@ def run(args) -> int:
     raise ValueError(f"--{unused[0]} does not apply: law {fit.law!r} has no {unused[0]} (its inputs are "
                      f"{', '.join(law.variables)}); drop --{unused[0]} or fit a law with it (e.g. data_constrained)")
   points = query_points(law.variables, given)
+  if args.interval:
+    from jaxscale import intervals
+
+    return intervals.print_prediction(fit, points, args.interval, args.format, [v for v in VARIABLES if v in points])
   band = bands.predict(fit, None, {v: points[v] for v in law.variables})
   shown = [v for v in VARIABLES if v in points]
   has_band = band.quantiles is not None
@@ -110,5 +119,6 @@ def run(args) -> int:
     rows.append(row)
   print(f"law  {fit.law}  ({law.formula})")
   print(commands.table(rows, header))
-  print(f"band over {band.num_samples} bootstrap parameter sets (2.5% to 97.5%)" if has_band else note)
+  print(f"95% confidence band for the mean law over {band.num_samples} bootstrap parameter sets (2.5% to 97.5%; "
+        "--interval prediction for a new run)" if has_band else note)
   return 0
