@@ -43,7 +43,7 @@ def _corrupt_checkpoints(out, how):
           with open(manifest, "wb") as f:
             f.write(b"garbage")
       else:
-        shutil.rmtree(os.path.join(root, "arrays"))
+        shutil.rmtree(os.path.join(root, "arrays"), ignore_errors=True)  # a save cut by SIGINT may lack them
       damaged.append(os.path.basename(folder))
   return damaged
 
@@ -62,8 +62,8 @@ def test_interrupted_sweep_resumes_past_a_torn_row_and_a_corrupted_checkpoint(tm
       os.kill(os.getpid(), signal.SIGINT)
 
   monkeypatch.setattr(sweep.Progress, "on_step", interrupt_in_run_3)
-  # One checkpoint, at step 9 of run 3, keeps the test short (each save costs a fraction of a second).
-  monkeypatch.setattr(train_lib.RunCheckpointer, "should_save", lambda self, step, total: (step, total) == (9, 30))
+  # One checkpoint, at step 8 of run 3, keeps the test short (each save costs a fraction of a second).
+  monkeypatch.setattr(train_lib.RunCheckpointer, "should_save", lambda self, step, total: (step, total) == (8, 30))
   assert cli.main(argv) == 130
   err = capsys.readouterr().err
   assert [line for line in err.splitlines() if line.startswith("error:")] == [
@@ -186,7 +186,9 @@ def test_workers_resume_every_run_once_past_the_damage(interrupted_workers):
   assert runs.loc[torn, "loss"] == pytest.approx(before.loc[torn, "loss"], rel=1e-4)  # retrained
   stderr = interrupted_workers["stderr"]
   assert f"(run {torn}) is not a complete run" in stderr
-  assert interrupted_workers["damaged"] and "is unreadable" in stderr
+  # The note is checked in-process above; here a worker may be stopped mid-save, and Orbax then
+  # ignores the step folder it never finished (no note, the same retraining).
+  assert interrupted_workers["damaged"]
   for run_id in interrupted_workers["damaged"]:
     assert runs.loc[run_id, "resumed_from_step"] == 0
   curves = pd.read_csv(out / "curves.csv", dtype={"run_id": str})
