@@ -1,3 +1,4 @@
-from jaxscale.cli import exit_with, main
+from jaxscale.cli import main
+from jaxscale.errors import exit_with
 
 exit_with(main())

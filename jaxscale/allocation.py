@@ -485,26 +485,12 @@ def bands(samples: Allocation, level: float = 0.95) -> dict[str, tuple[np.ndarra
 
 
 def bootstrap_params(fit, law: laws_lib.Law | None = None) -> dict[str, np.ndarray] | None:
-  """Natural-parameter arrays of shape ``(B,)`` from ``fit.extras["bootstrap"]["samples"]``.
+  """Natural-parameter arrays of shape ``(B_used,)`` of ``fit.bootstrap``, or None without one.
 
-  The samples are a ``B x P`` list in the order of ``bootstrap["names"]``
-  (default ``law.natural_names``); replicates with a non-finite value are
-  dropped. Returns None when the fit has no bootstrap.
+  The converged replicates with finite parameters, as :meth:`jaxscale.BootstrapResult.natural` gives them.
   """
-  boot = (fit.extras or {}).get("bootstrap") or {}
-  if "samples" not in boot:
-    return None
-  law = law or laws_lib.get(fit.law)
-  samples = np.asarray(boot["samples"], np.float64)
-  names = tuple(boot.get("names") or law.natural_names)
-  if samples.ndim != 2 or samples.shape[1] != len(names) or set(names) != set(law.natural_names):
-    raise ValueError(
-        f"fit extras.bootstrap.samples must be B x {len(law.natural_names)} ({', '.join(law.natural_names)}), "
-        f"got shape {samples.shape}; re-create the fit with `jaxscale fit --bootstrap B --out`"
-    )
-  finite = np.all(np.isfinite(samples), axis=1)  # a failed replicate is dropped, not propagated
-  columns = {name: samples[finite, i] for i, name in enumerate(names)}
-  return {name: columns[name] for name in law.natural_names}
+  del law  # the bootstrap knows its law
+  return None if fit.bootstrap is None else fit.bootstrap.natural()
 
 
 def frontier(

@@ -4,7 +4,7 @@ Every figure function returns a :class:`matplotlib.figure.Figure` built without
 ``pyplot``, so importing or calling this module never touches the user's
 backend or global figure state; :func:`plot_all` writes the PNGs.
 
-Bands come from the fit's bootstrap section (``fit.extras["bootstrap"]``,
+Bands come from the fit's bootstrap (``fit.bootstrap``, converged replicates only,
 written by ``jaxscale fit --bootstrap B``): each bootstrap parameter set is
 pushed through the same computation as the point estimate (the law, or the
 compute-optimal allocation) and the band is the equal-tailed 95% quantile
@@ -67,9 +67,7 @@ def _fit(fit: fitting.FitResult | str | os.PathLike) -> fitting.FitResult:
 
 def _samples(fit: fitting.FitResult) -> dict[str, np.ndarray] | None:
   """Natural-parameter bootstrap samples ``{name: (B,)}``, or None without a bootstrap section."""
-  from jaxscale import resampling
-
-  samples = resampling.samples_from_fit(fit)
+  samples = None if fit.bootstrap is None else fit.bootstrap.natural()
   if samples is None or len(next(iter(samples.values()))) < 2:
     return None
   return samples
@@ -404,13 +402,11 @@ def bootstrap_histograms(fit, *, bins: int = 40):
   Raises:
     ValueError: when the fit has no bootstrap section.
   """
-  from jaxscale import resampling
-
   fit = _fit(fit)
-  boot = resampling.from_fit(fit)
+  boot = fit.bootstrap
   if boot is None:
     raise ValueError(f"fit of law {fit.law!r} has no bootstrap section; create it with `jaxscale fit RUNS --bootstrap 1000 --out FIT_JSON`")
-  samples = resampling.samples_from_fit(fit)
+  samples = boot.natural()
   ci = boot.ci95
   names = list(boot.names)
   columns = min(len(names), 3)
@@ -453,7 +449,7 @@ def bootstrap_histograms(fit, *, bins: int = 40):
   handles.append(Patch(facecolor="tab:orange", alpha=0.3, edgecolor="tab:orange", linestyle="--", label=f"{LEVEL:.0%} percentile interval"))
   figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
   cluster = f", clusters of {boot.cluster!r}" if boot.cluster else ""
-  figure.suptitle(f"Bootstrap of {fit.law}: {len(next(iter(samples.values())))} of {boot.n} replicates{cluster}", fontsize=11)
+  figure.suptitle(f"Bootstrap of {fit.law}: {boot.describe()}{cluster}", fontsize=11)
   return figure
 
 

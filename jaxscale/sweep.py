@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -223,7 +224,7 @@ class Plan:
 
 def _run_spec(config, tokens, *, seed, corpus, group, learning_rate, batch_size,
               eval_tokens, num_evals, final_eval_tokens=None) -> RunSpec:
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   lr = train_lib.default_learning_rate(config) if learning_rate is None else learning_rate
   batch = train_lib.default_batch_size(config) if batch_size is None else batch_size
@@ -277,7 +278,7 @@ def isoflop_plan(compute_budgets: Sequence[float],
   budget left with no size is a ValueError.
   """
   from jaxscale import model as model_lib
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   if isinstance(sizes, Mapping) and set(sizes) != set(compute_budgets):
     raise ValueError(f"sizes per budget must name exactly the budgets {list(compute_budgets)},"
@@ -533,10 +534,10 @@ def _write_raw_rows(path: str, header: Sequence[str], rows: list[list[str]]) -> 
 def _expected_row(spec: RunSpec) -> dict:
   """The fields of a finished run's row that follow from its spec alone."""
   from jaxscale import model as model_lib
-  from jaxscale import train as train_lib
+  from jaxscale.train import num_steps
 
   counts = model_lib.count_params(spec.model)
-  steps = train_lib.num_steps(spec.tokens, spec.batch_size, spec.model.context)
+  steps = num_steps(spec.tokens, spec.batch_size, spec.model.context)
   tokens = steps * spec.batch_size * spec.model.context
   config = spec.model
   return dict(N=counts["non_embedding"], N_total=counts["total"], D=tokens,
@@ -942,7 +943,7 @@ def _sweep_session(out_dir: str):
 def _group_key(spec: RunSpec) -> tuple:
   """Runs with equal keys can train together: one shape, one step count, one compiled step."""
   from jaxscale import together as together_lib
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   config = spec.train_config()
   shared = tuple((f.name, getattr(config, f.name))
@@ -989,7 +990,7 @@ def _train_unclaimed(plan: Plan, out_dir: str, display: Progress, settings: dict
   from jaxscale import corpus as corpus_lib
   from jaxscale import model as model_lib
   from jaxscale import together as together_lib
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   corpora: dict[str, Any] = {}
   while group := _claim_next(plan, out_dir, largest_first=largest_first,
@@ -1045,7 +1046,7 @@ def _quanta_rows(spec: RunSpec, result, data) -> list[dict]:
   """Per-quantum scores of a run on a quanta corpus (see jaxscale.quanta.score_by_rank)."""
   from jaxscale import model as model_lib
   from jaxscale import quanta
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   if not isinstance(data.source, quanta.QuantaSource) or result.params is None:
     return []
@@ -1222,10 +1223,10 @@ def _worker_main(argv: Sequence[str]) -> int:
   # The parent forwards Ctrl-C as SIGINT: stop quietly, the parent says it once.
   signal_lib.signal(signal_lib.SIGINT, signal_lib.default_int_handler)
   try:
-    from jaxscale import cli
+    from jaxscale import compilation_cache
     from jaxscale import model as model_lib
 
-    cli.enable_compilation_cache()
+    compilation_cache.enable()
     with open(os.path.join(args.out_dir, "plan.json")) as f:
       plan = Plan.from_dict(json.load(f))
     done = set(_read_csv(os.path.join(args.out_dir, "runs.csv"), RUNS_COLUMNS)["run_id"])
@@ -1238,13 +1239,13 @@ def _worker_main(argv: Sequence[str]) -> int:
   except KeyboardInterrupt:
     return 130
   except Exception as e:  # reported by the parent as its one error line
-    from jaxscale import cli
+    from jaxscale import errors
 
     try:
       with open(_worker_error_path(args.out_dir, args.index), "w") as f:
-        f.write(cli.error_message(e))
+        f.write(errors.message(e))
     except OSError:
-      print(f"error: {cli.error_message(e)}", file=sys.stderr)
+      print(f"error: {errors.message(e)}", file=sys.stderr)
     return 2
   return 0
 
@@ -1322,14 +1323,14 @@ def main(argv: Iterable[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="jaxscale")
   add_cli(parser.add_subparsers(dest="command", required=True))
   args = parser.parse_args(argv)
-  from jaxscale import cli
+  from jaxscale import errors
 
-  return cli.run_command(args.func, args, cache=False)
+  return errors.run_command(args.func, args, cache=False)
 
 
 if __name__ == "__main__":
   if sys.argv[1:2] == ["_worker"]:
     sys.exit(_worker_main(sys.argv[2:]))
-  from jaxscale import cli
+  from jaxscale import errors
 
-  cli.exit_with(main())
+  errors.exit_with(main())

@@ -1,5 +1,6 @@
 """Compute-optimal allocation: closed form, gradient solver, costs, caps, targets, bands, CLI."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -206,8 +207,8 @@ def test_bootstrap_params_reads_fit_extras():
   assert list(params) == ["E", "A", "B", "alpha", "beta"]
   np.testing.assert_array_equal(params["A"], [480.0, 490.0])  # the failed replicate is dropped
   assert allocation.bootstrap_params(chinchilla_fit()) is None
-  reordered = chinchilla_fit(samples=samples[:, ::-1])
-  reordered.extras["bootstrap"]["names"] = ["beta", "alpha", "B", "A", "E"]
+  section = {"samples": samples[:, ::-1].tolist(), "names": ["beta", "alpha", "B", "A", "E"]}
+  reordered = dataclasses.replace(chinchilla_fit(), extras={"bootstrap": section})
   np.testing.assert_array_equal(allocation.bootstrap_params(reordered)["A"], [480.0, 490.0])
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxscale import atomic, cli, commands, limits, runs, sweep
-from jaxscale import train as train_lib
+from jaxscale import atomic, cli, commands, errors, limits, runs, sweep
+import importlib
+
+train_lib = importlib.import_module("jaxscale.train")  # the module (jaxscale.train may also name a function)
 
 GRID_CSV = "N,D,loss\n" + "".join(
     f"{n:g},{d:g},{1.7 + 400 / n**0.34 + 410 / d**0.28:.6f}\n" for n in (1e7, 3e7, 1e8) for d in (1e9, 3e9, 1e10))
@@ -57,12 +59,12 @@ def test_unexpected_errors_are_one_line_too(capsys, monkeypatch):
   def broken(args):
     raise KeyError("a bug")
 
-  assert cli.run_command(broken, None, cache=False) == 1
+  assert errors.run_command(broken, None, cache=False) == 1
   err = capsys.readouterr().err
   assert err.startswith("error: unexpected KeyError") and len(err.splitlines()) == 1
   monkeypatch.setenv("JAXSCALE_TRACEBACK", "1")
   with pytest.raises(KeyError):
-    cli.run_command(broken, None, cache=False)
+    errors.run_command(broken, None, cache=False)
 
 
 def test_json_output_is_strict(capsys):

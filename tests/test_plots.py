@@ -82,7 +82,7 @@ def test_with_bootstrap_four_figures_and_bands_around_the_estimate(bootstrapped_
 
 def test_bootstrap_panels_mark_estimate_and_interval(bootstrapped_fit):
   figure = plots.bootstrap_histograms(bootstrapped_fit)
-  ci = bootstrapped_fit.extras["bootstrap"]["ci95"]
+  ci = bootstrapped_fit.bootstrap.ci95
   shown = [a for a in figure.axes if a.get_visible()]
   assert [a.get_title().split(" = ")[0] for a in shown] == ["E", "A", "B", "alpha", "beta"]
   for axes in shown:
@@ -161,11 +161,11 @@ def test_a_vanishing_irreducible_loss_does_not_stretch_the_loss_axis(plain_fit, 
 def test_far_out_replicates_do_not_squeeze_a_histogram(bootstrapped_fit):
   # A handful of replicates wandering to A ~ 1e150 along a flat direction, as on tiny sweeps.
   data = bootstrapped_fit.to_dict()
-  section = dict(data["extras"]["bootstrap"])
+  section = dict(data["bootstrap"])
   samples = np.array(section["samples"], dtype=float)
   samples[:2, 1] = 1e150
   section["samples"] = samples.tolist()
-  wild = fitting.FitResult.from_dict({**data, "extras": {**data["extras"], "bootstrap": section}})
+  wild = fitting.FitResult.from_dict({**data, "bootstrap": section})
   figure = plots.bootstrap_histograms(wild)
   a_axes = figure.axes[1]
   assert a_axes.get_xlim()[1] < 1e10

@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 from jaxscale import cli, sweep
-from jaxscale import train as train_lib
+import importlib
+
+train_lib = importlib.import_module("jaxscale.train")  # the module (jaxscale.train may also name a function)
 from tests.test_sweep import _committed_steps, _start, _write_config
 
 STEPS = 16 * 32  # tokens per step of the tiny config

@@ -23,6 +23,7 @@ def add_cli(subparsers) -> None:
   source.add_argument("--fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit --out`")
   source.add_argument("--preset", metavar="SOURCE", help="published parameters of --law instead of a fit (e.g. besiroglu2024)")
   parser.add_argument("--law", default="chinchilla", help="law of --preset (default: %(default)s)")
+  commands.add_law_module_argument(parser)
   goal = parser.add_mutually_exclusive_group(required=True)
   goal.add_argument("--compute", type=commands.positive_floats, metavar="C[,C...]", help="budget(s) in FLOPs; one row each")
   goal.add_argument("--target-loss", type=commands.positive_floats, metavar="L[,L...]", help="loss(es) to reach at least compute")
@@ -57,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
   from jaxscale import allocation, fitting, laws
 
   check_arguments(args)
+  commands.load_law_module(args)
   if args.fit:
-    fit = fitting.FitResult.from_json(args.fit)
+    fit = fitting.FitResult.from_json(args.fit)  # imports the fit's own law module, if it names one
     law, params, samples, source = fit.law_object, fit.params, allocation.bootstrap_params(fit), args.fit
+    if fit.bootstrap is not None:
+      source += f", bands from {fit.bootstrap.describe()}"
   else:
     law = laws.get(args.law)
     params, samples, source = laws.preset(law, args.preset), None, f"preset {args.preset}"

@@ -20,6 +20,7 @@ def add_cli(subparsers) -> None:
   )
   parser.add_argument("fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit RUNS --out FIT_JSON`")
   commands.add_runs_arguments(parser)
+  commands.add_law_module_argument(parser)
   parser.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
   parser.add_argument("--dpi", type=commands.positive_int, default=150, help="resolution (default: %(default)s)")
   parser.add_argument(
@@ -36,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f"--dpi must be >= 10, got {args.dpi}")
   if args.extend < 0:
     raise ValueError(f"--extend must be >= 0 decades, got {args.extend}")
+  commands.load_law_module(args)
   from jaxscale import limits
 
   commands.output_folder(args.out)
   commands.check_memory(limits.figure_bytes(dpi=args.dpi), f"a figure at --dpi {args.dpi}", "lower --dpi (150 to 600 prints well)")
-  fit = fitting.FitResult.from_json(args.fit)
+  fit = fitting.FitResult.from_json(args.fit)  # imports the fit's own law module, if it names one
   runs = commands.load_runs(args)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", plots.PlotWarning)

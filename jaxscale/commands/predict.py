@@ -97,7 +97,7 @@ def run(args) -> int:
     from jaxscale import intervals
 
     return intervals.print_prediction(fit, points, args.interval, args.format, [v for v in VARIABLES if v in points])
-  band = bands.predict(fit, None, {v: points[v] for v in law.variables})
+  band = bands.predict(fit, inputs={v: points[v] for v in law.variables})
   shown = [v for v in VARIABLES if v in points]
   has_band = band.quantiles is not None
   note = None if has_band else "no band: the fit has no bootstrap section; re-create it with `jaxscale fit RUNS --bootstrap 4000 --out FIT`"
@@ -108,7 +108,10 @@ def run(args) -> int:
       row["loss"] = float(band.estimate[i])
       row["band95"] = [float(band.low[i]), float(band.high[i])] if has_band else None
       rows.append(row)
-    commands.print_json({"law": fit.law, "bootstrap_samples": band.num_samples, "points": rows, "note": note})
+    replicates = None if fit.bootstrap is None else fit.bootstrap.n
+    commands.print_json(
+        {"law": fit.law, "bootstrap_samples": band.num_samples, "bootstrap_replicates": replicates, "points": rows, "note": note}
+    )
     return 0
   header = shown + ["loss"] + (["95% band"] if has_band else [])
   rows = []
@@ -119,6 +122,6 @@ def run(args) -> int:
     rows.append(row)
   print(f"law  {fit.law}  ({law.formula})")
   print(commands.table(rows, header))
-  print(f"95% confidence band for the mean law over {band.num_samples} bootstrap parameter sets (2.5% to 97.5%; "
+  print(f"95% confidence band for the mean law over the parameter sets of {fit.bootstrap.describe()} (2.5% to 97.5%; "
         "--interval prediction for a new run)" if has_band else note)
   return 0
