@@ -13,10 +13,11 @@ def add_cli(subparsers) -> None:
       help="compute-optimal model size and tokens for a budget (or the cheapest run reaching a loss)",
       description=(
           "Minimise the fitted law's loss at a compute budget (cost 6ND, plus 2NT with --inference-tokens), or the "
-          "compute needed to reach --target-loss. With a bootstrapped fit, rows carry 95%% bands. "
+          "compute needed to reach --target-loss. With a bootstrapped fit, rows carry 95% bands. "
           "--unique-tokens caps fresh data: law data_constrained reads it directly; law chinchilla is extended "
           "with Muennighoff et al.'s decay of repeated tokens and excess parameters (R* = --r-star, "
-          "R_N* = --r-n-star); other laws are refused."
+          "R_N* = --r-n-star), which the output states; other laws are refused. --floor flags rows whose "
+          "predicted loss lies below a loss known to be unreachable (e.g. the data's entropy rate)."
       ),
   )
   source = parser.add_mutually_exclusive_group(required=True)
@@ -32,6 +33,10 @@ def add_cli(subparsers) -> None:
   # Defaults live in jaxscale.allocation (Muennighoff et al.'s fit), not repeated here.
   parser.add_argument("--r-star", type=commands.positive_float, help="repeat decay used with law chinchilla (default: 15.4, Muennighoff et al.)")
   parser.add_argument("--r-n-star", type=commands.positive_float, help="excess-parameter decay used with law chinchilla (default: 5.3, Muennighoff et al.)")
+  parser.add_argument(
+      "--floor", type=commands.positive_float, metavar="L",
+      help="a loss known to be unreachable (e.g. the data's entropy rate); rows predicting less are flagged",
+  )
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
@@ -55,6 +60,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+  import sys
+
   from jaxscale import allocation, fitting, laws
 
   check_arguments(args)
@@ -75,13 +82,18 @@ def run(args: argparse.Namespace) -> int:
       inference_tokens=args.inference_tokens,
       unique_tokens=args.unique_tokens,
       samples=samples,
+      floor=args.floor,
       **{name: value for name, value in (("r_star", args.r_star), ("r_n_star", args.r_n_star)) if value is not None},
   )
   _check_finite(rows, args, law.name)
+  solved = solved_with(law.name, rows[0]["law"], args)
   if args.format == "json":
-    settings = {"inference_tokens": args.inference_tokens, "unique_tokens": args.unique_tokens}
-    commands.print_json({"law": law.name, "source": source, "bootstrap": 0 if samples is None else len(next(iter(samples.values()))), **settings, "rows": rows})
+    settings = {"inference_tokens": args.inference_tokens, "unique_tokens": args.unique_tokens, "floor": args.floor}
+    count = 0 if samples is None else len(next(iter(samples.values())))
+    commands.print_json({"law": law.name, "solved_with": solved, "source": source, "bootstrap": count, **settings, "rows": rows})
   else:
+    if solved["law"] != law.name:
+      print(f"note: {_extension(law.name, solved)}", file=sys.stderr)
     print(render(law.name, source, rows, samples is not None))
   return 0
 
@@ -109,6 +121,24 @@ def _check_finite(rows: list[dict], args: argparse.Namespace, law_name: str) -> 
         "use values nearer the scale of the runs the law was fitted to")
 
 
+def solved_with(law_name: str, solved_name: str, args: argparse.Namespace) -> dict:
+  """The law the rows were solved with, and the decay constants when chinchilla was extended to it."""
+  from jaxscale import allocation
+
+  out = {"law": solved_name}
+  if solved_name != law_name:
+    out["R_star"] = allocation.R_STAR if args.r_star is None else args.r_star
+    out["R_N_star"] = allocation.R_N_STAR if args.r_n_star is None else args.r_n_star
+  return out
+
+
+def _extension(law_name: str, solved: dict) -> str:
+  return (
+      f"law {law_name} has no notion of repeated data; with --unique-tokens it was solved as {solved['law']} "
+      f"(R* = {solved['R_star']:g}, R_N* = {solved['R_N_star']:g}, Muennighoff et al. unless --r-star/--r-n-star)"
+  )
+
+
 def render(law_name: str, source: str, rows: list[dict], with_bands: bool) -> str:
   columns = (["target_loss"] if "target_loss" in rows[0] else []) + ["compute", "N", "D", "tokens_per_param", "loss"]
   header = list(columns)
@@ -118,5 +148,10 @@ def render(law_name: str, source: str, rows: list[dict], with_bands: bool) -> st
   for row in rows:
     line = [commands.format_number(row[c]) for c in columns]
     line += [f"[{commands.format_number(row[h][0])}, {commands.format_number(row[h][1])}]" for h in header[len(columns):]]
+    if "below_floor" in row:
+      line.append("yes" if row["below_floor"] else "no")
     body.append(line)
-  return f"law {law_name} ({source})\n" + commands.table(body, header)
+  if "below_floor" in rows[0]:
+    header.append("below_floor")
+  solved = f", solved as {rows[0]['law']}" if rows[0].get("law", law_name) != law_name else ""
+  return f"law {law_name} ({source}{solved})\n" + commands.table(body, header)

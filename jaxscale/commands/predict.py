@@ -18,7 +18,7 @@ def add_cli(subparsers) -> None:
       help="predict the loss at new N, D (or C) from a saved fit, with a bootstrap band",
       description=(
           "Predicts the loss of a fitted law at new points. With a fit saved by `jaxscale fit --bootstrap B --out`, "
-          "each prediction comes with the 95%% band over the bootstrap parameter sets. Several values per flag are "
+          "each prediction comes with the 95% band over the bootstrap parameter sets. Several values per flag are "
           "allowed (comma-separated or repeated); flags with one value broadcast. With --C and one of --N/--D the "
           "other follows from C = 6 N D."
       ),
