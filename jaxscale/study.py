@@ -398,7 +398,12 @@ def render_report(result: dict[str, Any]) -> str:
         f"N_opt ~ C^{a:.3f}" + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "")
         + f", D_opt ~ C^{b:.3f}; the fitted law (Approach 3) gives N_opt ~ C^{a3:.3f}."
     )
-  lines += ["", "## In plain words", "", result["summary_text"], "", "## Diagnostics", ""]
+  largest = result["frame"].sort_values("C").iloc[-1]
+  lines += ["", "## In plain words", "",
+            "(The allocation above and the sentences below count compute as Chinchilla's 6ND; the "
+            f"runs' C also counts attention, so the largest run's C = {largest['C']:.3g} is "
+            f"6ND = {6 * largest['N'] * largest['D']:.3g} here.)", "",
+            result["summary_text"], "", "## Diagnostics", ""]
   lines += [f"- {finding}" for finding in result["diagnostics"]] or ["- none: the design identifies the law."]
   lines += ["", "## Figures", ""]
   captions = {
