@@ -167,7 +167,11 @@ def _heldout(frame, *, bootstrap: int, seed: int) -> dict[str, Any] | None:
   held = budget_C.index[-1]
   train = frame[frame["group"] != held]
   test = frame[frame["group"] == held]
-  fit = fitting.fit(LAW, runs_lib.from_frame(train))
+  try:
+    fit = fitting.fit(LAW, runs_lib.from_frame(train))
+  except ValueError as error:  # e.g. too few runs below the largest budget
+    return {"group": str(held), "compute": float(budget_C.iloc[-1]), "runs": [],
+            "relative_error": None, "inside_band": None, "skipped": str(error)}
   N, D, observed = (test[c].to_numpy(float) for c in ("N", "D", "loss"))
   predicted = np.asarray(fit.predict(N=N, D=D), float)
   relative = (predicted - observed) / observed
@@ -323,6 +327,8 @@ def _heldout_section(result) -> list[str]:
   heldout = result["heldout"]
   if not heldout:
     return []
+  if heldout.get("skipped"):
+    return ["", "## Held-out budget", "", f"Not checked: {heldout['skipped']}"]
   lines = ["", "## Held-out budget", "",
            f"Fitted without the largest budget ({heldout['group']}, C = {heldout['compute']:.3g}) and "
            f"asked to predict its {len(heldout['runs'])} runs:", "",
