@@ -204,8 +204,9 @@ def backtest(
     keep: int | None = fitting.DEFAULT_KEEP,
     dtype: str = "float64",
     columns: Mapping[str, str] | None = None,
+    full_fit: bool = False,
     **objective_options: Any,
-) -> Backtest:
+) -> Backtest | tuple[Backtest, fitting.FitResult]:
   """The rollout backtest of one law: every fold fitted by one compiled search.
 
   Args:
@@ -215,11 +216,12 @@ def backtest(
       built from ``holdout``, ``train_on``, ``min_runs`` and ``tolerance`` (see :func:`rollout_folds`).
     keep, dtype: as in :func:`jaxscale.estimation.fit`.
     columns: column mapping when ``runs`` is a path.
+    full_fit: also fit all the runs, in the same compiled batch as the folds.
     **objective_options: ``objective``, ``solver``, ``optimizer``, ``fixed``,
       ``bounds``, ``delta``, ``max_steps`` of :func:`jaxscale.estimation.fit`.
 
   Returns:
-    A :class:`Backtest`.
+    A :class:`Backtest`, or ``(Backtest, FitResult)`` with ``full_fit=True``.
   """
   seed_weights = objective_options.pop("seed_weights", False)
   problem = estimation.problem_for(law, **objective_options)
@@ -237,7 +239,17 @@ def backtest(
     starts_SxF = problem.parameters.starts(law.starts(log_inputs))
     kept = starts_SxF.shape[0] if keep is None else max(1, min(int(keep), starts_SxF.shape[0]))
     weights_FxR = jnp.asarray(folds.train_FxR, float_dtype)
-    solution = estimation.fit_weights(problem, jnp.asarray(starts_SxF, float_dtype), log_inputs, log_loss_R, weights_FxR, keep=kept)
+    # The full-data fit rides along as one more weight vector: one compiled search, not two.
+    batch = jnp.concatenate([weights_FxR, jnp.asarray(runs.weight, float_dtype)[None]]) if full_fit else weights_FxR
+    solution = estimation.fit_weights(problem, jnp.asarray(starts_SxF, float_dtype), log_inputs, log_loss_R, batch, keep=kept)
+    if full_fit:
+      last = jax.tree.map(lambda x: np.asarray(x[-1]), solution)
+      full = estimation.result(
+          problem, runs, np.asarray(problem.theta(jnp.asarray(last.z)), np.float64),
+          {k: float(v) for k, v in problem.extra(jnp.asarray(last.z)).items()}, last, starts=starts_SxF.shape[0],
+          kept=kept, dtype=dtype,
+      )
+      solution = jax.tree.map(lambda x: x[:-1], solution)
     theta_FxP = problem.theta(solution.z)
     free_P = np.zeros(law.num_params)
     free_P[list(problem.parameters.free)] = 1.0
@@ -277,7 +289,8 @@ def backtest(
                        and gradient_F[f] <= fitting.GRADIENT_TOLERANCE[dtype] * (1.0 + abs(objective_F[f]))),
         params=naturals[f],
     ))
-  return Backtest(law.name, problem.objective.name, train_on, out, predicted_FxR, low_FxR, high_FxR, folds.test_FxR)
+  result = Backtest(law.name, problem.objective.name, train_on, out, predicted_FxR, low_FxR, high_FxR, folds.test_FxR)
+  return (result, full) if full_fit else result
 
 
 # --- Comparing laws --------------------------------------------------------------------------
@@ -391,8 +404,7 @@ def compare(
   scores = []
   objective_name = None
   for law in law_objects:
-    result = backtest(law, runs, folds=folds, keep=keep, dtype=dtype, **objective_options)
-    full = estimation.fit(law, runs, keep=keep, dtype=dtype, **objective_options)
+    result, full = backtest(law, runs, folds=folds, keep=keep, dtype=dtype, full_fit=True, **objective_options)
     objective_name = result.objective
     aic, bic = information_criteria(full, runs)
     free = law.num_params - len(full.extras["objective"]["fixed"])

@@ -163,7 +163,7 @@ def predict(fit: fitting.FitResult, inputs: Mapping[str, Any], *, kind: str = "c
   Returns:
     An :class:`Interval`.
   """
-  from jaxscale import bands, resampling
+  from jaxscale import bands
 
   if kind not in KINDS:
     raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -172,7 +172,7 @@ def predict(fit: fitting.FitResult, inputs: Mapping[str, Any], *, kind: str = "c
   law = fit.law_object
   arrays = bands._validated_inputs(law, inputs)
   section = fit.extras.get("noise")
-  samples = resampling.samples_from_fit(fit)
+  samples = None if fit.bootstrap is None else fit.bootstrap.natural()  # converged replicates only
   if samples is None and section is None:
     raise ValueError(
         "the fit has neither a bootstrap nor a noise section, so no interval; re-create it with "
@@ -188,7 +188,7 @@ def predict(fit: fitting.FitResult, inputs: Mapping[str, Any], *, kind: str = "c
   tail = 0.5 * (1 + level)
   if samples is not None:
     method = "bootstrap"
-    band = bands.predict(fit, None, arrays, quantiles=(1 - tail, tail))
+    band = bands.predict(fit, inputs=arrays, quantiles=(1 - tail, tail))
     low_Q, high_Q = (np.log(band.low), np.log(band.high)) if space == "log" else (band.low, band.high)
     half = 0.5 * (high_Q - low_Q)
     middle = 0.5 * (high_Q + low_Q)

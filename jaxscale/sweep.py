@@ -966,10 +966,10 @@ def _worker_main(argv: Sequence[str]) -> int:
       os._exit(1)
 
   try:
-    from jaxscale import cli
+    from jaxscale import compilation_cache
     from jaxscale import model as model_lib
 
-    cli.enable_compilation_cache()
+    compilation_cache.enable()
     with open(os.path.join(args.out_dir, "plan.json")) as f:
       plan = Plan.from_dict(json.load(f))
     done = set(_read_csv(os.path.join(args.out_dir, "runs.csv"), RUNS_COLUMNS)["run_id"])

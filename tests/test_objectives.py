@@ -175,3 +175,14 @@ def test_cli_objective_flags(tmp_path, capsys):
   assert cli.main(["fit", str(tmp_path / "runs.csv"), "--law", "power_N", "--bound", "alpha=0"]) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: --bound expects NAME=LOW:HIGH") and err.count("\n") == 1
+
+
+def test_variable_projection_recovers_chinchilla_exactly():
+  from jaxscale import simulate, varpro
+
+  truth = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
+  runs = simulate.simulate("chinchilla", truth, noise=0.0)
+  result = varpro.fit_chinchilla(runs, starts=np.array([[0.2, 0.2], [0.6, 0.5], [1.0, 1.0]]))
+  for name, value in truth.items():
+    assert result["params"][name] == pytest.approx(value, rel=1e-6), name
+  assert result["starts_reached_best"] == 3 and result["condition_number"] < 1e3

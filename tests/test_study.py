@@ -42,7 +42,7 @@ def test_demo_writes_runs_fit_figures_and_report(demo_folder):
   assert len(runs) == 9 and set(runs.frame["group"]) == {"C=1e+09", "C=2e+09", "C=3e+09"}
   fit = fitting.FitResult.from_json(demo_folder / "fit.json")
   assert fit.law == "chinchilla" and fit.runs_used == 9
-  assert fit.extras["bootstrap"]["n"] == 64
+  assert fit.bootstrap.n == 64
   for name in ("loss_vs_compute", "frontier", "isoflop", "bootstrap", "loss_and_accuracy",
                "learning_curves", "quanta"):
     assert (demo_folder / f"{name}.png").stat().st_size > 5000, name
