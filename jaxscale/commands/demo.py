@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
   if floor is not None:
     print(f"exact loss floor {floor:.4f} nats/token vs fitted E {fit.params['E']:.4f}"
           f" ({100 * (fit.params['E'] - floor) / floor:+.2f}%)")
-  if result["heldout"]:
+  if result["heldout"] and not result["heldout"].get("skipped"):
     held = result["heldout"]
     print(f"held-out budget {held['group']}: largest error {100 * held['relative_error']:.2f}%"
           + ("" if held["inside_band"] is None else f", inside the 95% prediction band: {held['inside_band']}"))
