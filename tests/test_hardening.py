@@ -46,6 +46,7 @@ def _error_line(argv, capsys, monkeypatch, folder):
     (["predict", "--fit", "fit.json", "--N", "1e9", "--D", "1e10", "--U", "1e9"], "--U does not apply: law 'chinchilla' has no U"),
 ])
 def test_errors_name_the_flag_and_the_fix(argv, message, tmp_path, capsys, monkeypatch, chinchilla_fit):
+  monkeypatch.setenv("JAXSCALE_MEMORY_LIMIT", "8e9")  # the same refusals on any machine
   (tmp_path / "runs.csv").write_text(GRID_CSV)
   (tmp_path / "blank.csv").write_text("\n \n")
   os.symlink("/dev/null", tmp_path / "link")

@@ -188,9 +188,9 @@ def test_workers_resume_every_run_once_past_the_damage(interrupted_workers):
   assert runs.loc[torn, "loss"] == pytest.approx(before.loc[torn, "loss"], rel=1e-4)  # retrained
   stderr = interrupted_workers["stderr"]
   assert f"(run {torn}) is not a complete run" in stderr
-  # The note is checked in-process above; here a worker may be stopped mid-save, and Orbax then
-  # ignores the step folder it never finished (no note, the same retraining).
-  assert interrupted_workers["damaged"]
+  # The note is checked in-process above. Here the damage depends on timing: a worker may finish
+  # its run between the SIGINT and its stop (nothing left to damage), or be stopped mid-save
+  # (Orbax then ignores the unfinished step folder: no note, the same retraining).
   for run_id in interrupted_workers["damaged"]:
     assert runs.loc[run_id, "resumed_from_step"] == 0
   curves = pd.read_csv(out / "curves.csv", dtype={"run_id": str})
