@@ -3,7 +3,7 @@
 Each device count runs in its own process (XLA fixes the host device count at
 start-up via ``XLA_FLAGS=--xla_force_host_platform_device_count=K``); each
 process refits the same ``B`` bootstrap replicates of the Chinchilla data (5
-highest-loss runs dropped) with :func:`jaxscale.batch.bootstrap_sharded`,
+highest-loss runs dropped) with :func:`jaxscale.resampling.bootstrap`,
 warm, several times, and reports the median.
 
 Run: ``python benchmarks/bench_devices.py [--replicates 1000] [--repeats 3] [--json PATH]``
@@ -30,15 +30,15 @@ DATA = results.CHINCHILLA_CSV
 CHILD = """
 import json, sys, time
 import jax
-from jaxscale import batch, fitting, runs
+from jaxscale import fitting, resampling, runs
 replicates, repeats, devices = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 data = runs.read(sys.argv[4]).drop_highest_loss(5)
 fit = fitting.fit("chinchilla", data)
-boot = batch.bootstrap_sharded("chinchilla", data, n=replicates, seed=0, fit=fit, devices=devices)  # compile
+boot = resampling.bootstrap("chinchilla", data, n=replicates, seed=0, fit=fit, devices=devices)  # compile
 times = []
 for _ in range(repeats):
   start = time.perf_counter()
-  boot = batch.bootstrap_sharded("chinchilla", data, n=replicates, seed=0, fit=fit, devices=devices)
+  boot = resampling.bootstrap("chinchilla", data, n=replicates, seed=0, fit=fit, devices=devices)
   times.append(time.perf_counter() - start)
 print(json.dumps({"times": times, "ci_alpha": boot.ci95["alpha"], "devices": len(jax.local_devices()),
                   "kind": jax.devices()[0].device_kind}))

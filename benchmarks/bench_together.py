@@ -57,8 +57,13 @@ def one_after_another(config: model_lib.ModelConfig, train_configs, corpus, *,
   batch_size, context = train_configs[0].batch_size, config.context
   initial = [train_lib.init_state(config, c) for c in train_configs]
   graphdef, states = initial[0][0], [state[1:] for state in initial]
-  step_fn = train_lib.compiled_steps(config, graphdef, train_configs[0]).train
+  program = train_lib.compiled_steps(config, graphdef, train_configs[0]).train
   lrs = [np.float32(c.learning_rate) for c in train_configs]
+
+  def step_fn(params, opt_state, batch, lr):  # one update per call, as the vmapped side
+    params, opt_state, loss_S = program(params, opt_state, batch[None], lr[None],
+                                        np.ones(1, bool))
+    return params, opt_state, loss_S[0]
 
   def run(repeat, n):
     losses = []
@@ -80,8 +85,13 @@ def vmapped(config: model_lib.ModelConfig, train_configs, corpus, *, steps: int,
   """Wall seconds of ``steps`` vmapped steps of all runs, per repeat; final losses."""
   batch_size, context = train_configs[0].batch_size, config.context
   graphdef, params, opt_state = together.init_state(config, train_configs)
-  step_fn = together.compiled_steps(config, graphdef, train_configs[0]).train
+  program = together.compiled_steps(config, graphdef, train_configs[0]).train
   lr_K = np.array([c.learning_rate for c in train_configs], np.float32)
+
+  def step_fn(params, opt_state, tokens_KxBxL1, lr_K):
+    params, opt_state, loss_SxK = program(params, opt_state, tokens_KxBxL1[None], lr_K[None],
+                                          np.ones(1, bool))
+    return params, opt_state, loss_SxK[0]
 
   def run(repeat, n):
     nonlocal params, opt_state

@@ -62,26 +62,46 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 7, dtype=jnp.float32) -> flo
 
 
 def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: int,
-                         steps: int, repeats: int) -> float:
-  """Median tokens/s of the compiled train step, data generation included."""
+                         steps: int, repeats: int, per_call: int | None = None) -> float:
+  """Median tokens/s of the compiled train step, data generation included.
+
+  ``per_call=None`` times the trainer's own program (``STEPS_PER_CALL`` updates per
+  call, as :func:`jaxscale.train.train` runs it); ``per_call=1`` times one jitted update
+  per call, the trainer before it scanned, as the reference.
+  """
   train_config = train_lib.TrainConfig(tokens=batch_size * config.context * steps,
                                        batch_size=batch_size, learning_rate=1e-3)
   graphdef, params, opt_state = train_lib.init_state(config, train_config)
-  step_fn = train_lib.compiled_steps(config, graphdef, train_config).train
-  lr = np.float32(1e-3)
-  for i in range(3):  # compile and warm up
-    batch = corpus.batch("train", i, batch_size=batch_size, context=config.context, seed=0)
-    params, opt_state, loss = step_fn(params, opt_state, batch, lr)
+  if per_call == 1:
+    single = jax.jit(train_lib._step_functions(graphdef, train_lib.make_optimizer(train_config)).train,
+                     donate_argnums=(0, 1))
+    lr = np.float32(1e-3)
+
+    def call(params, opt_state, first):
+      batch = corpus.batch("train", first, batch_size=batch_size, context=config.context, seed=0)
+      return single(params, opt_state, batch, lr)
+    chunk = 1
+  else:
+    program = train_lib.compiled_steps(config, graphdef, train_config).train
+    chunk = train_lib.STEPS_PER_CALL
+    lr_S, active_S = np.full(chunk, 1e-3, np.float32), np.ones(chunk, bool)
+
+    def call(params, opt_state, first):
+      tokens = np.stack([corpus.batch("train", first + i, batch_size=batch_size,
+                                      context=config.context, seed=0) for i in range(chunk)])
+      params, opt_state, loss_S = program(params, opt_state, tokens, lr_S, active_S)
+      return params, opt_state, loss_S[-1]
+  calls = max(1, steps // chunk)
+  for i in range(2):  # compile and warm up
+    params, opt_state, loss = call(params, opt_state, i * chunk)
   loss.block_until_ready()
   rates = []
   for r in range(repeats):
     start = time.perf_counter()
-    for i in range(steps):
-      batch = corpus.batch("train", 1000 * r + i, batch_size=batch_size,
-                           context=config.context, seed=0)
-      params, opt_state, loss = step_fn(params, opt_state, batch, lr)
+    for i in range(calls):
+      params, opt_state, loss = call(params, opt_state, 1000 * r + i * chunk)
     loss.block_until_ready()
-    rates.append(steps * batch_size * config.context / (time.perf_counter() - start))
+    rates.append(calls * chunk * batch_size * config.context / (time.perf_counter() - start))
   if not np.isfinite(float(loss)):
     raise FloatingPointError(f"train loss became {float(loss)} while timing {config}")
   return statistics.median(rates)
@@ -168,8 +188,17 @@ def main() -> None:
       # Size the timed loop to ~args.seconds at a guessed 30% of peak.
       guess = 0.3 * peak / per_token
       steps = max(5, int(args.seconds * guess / (batch_size * config.context)))
-      modes = [("1", trainer_tokens_per_s(config, corpus, batch_size=batch_size,
+      reference = trainer_tokens_per_s(config, corpus, batch_size=batch_size, steps=steps,
+                                       repeats=args.repeats, per_call=1)
+      modes = [("1, one update per call", reference),
+               ("1", trainer_tokens_per_s(config, corpus, batch_size=batch_size,
                                           steps=steps, repeats=args.repeats))]
+      rows.append(results.comparison(
+          "trainer", f"train step, {name}, {train_lib.STEPS_PER_CALL} updates per call (ratio: speed-up)",
+          per_token * modes[1][1] / 1e9, "one jitted update per call", per_token * reference / 1e9,
+          unit="GFLOP/s", ratio_kind="utilisation",
+          setting=f"{args.dtype}, batch {batch_size} x context {config.context}, one process;"
+                  f" median of {args.repeats}", device=results.jax_device()))
       if args.workers > 1 and not on_gpu:
         modes.append((f"{args.workers} x 1 thread", _workers_tokens_per_s(
             args, name, batch_size, steps // args.workers)))

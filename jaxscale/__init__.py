@@ -5,7 +5,7 @@ allocate compute, and train fresh data points, all as pure JAX programs.
 
 Example:
   >>> import jaxscale
-  >>> runs = jaxscale.read_runs("runs.csv")  # doctest: +SKIP
+  >>> runs = jaxscale.load_runs("runs.csv")  # doctest: +SKIP
   >>> result = jaxscale.fit("chinchilla", runs)  # doctest: +SKIP
 
 Names load on first use, so ``import jaxscale`` (and the CLI's ``--help``) does
@@ -20,25 +20,32 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "fit": ("jaxscale.fitting", "fit"),
     "FitResult": ("jaxscale.fitting", "FitResult"),
+    "precision": ("jaxscale.fitting", "precision"),
     "Law": ("jaxscale.laws", "Law"),
     "get_law": ("jaxscale.laws", "get"),
     "custom_law": ("jaxscale.laws", "custom"),
     "register_law": ("jaxscale.laws", "register"),
+    "load_law_module": ("jaxscale.laws", "load_module"),
     "preset": ("jaxscale.laws", "preset"),
     "RunSet": ("jaxscale.runs", "RunSet"),
     "RunSetError": ("jaxscale.runs", "RunSetError"),
-    "read_runs": ("jaxscale.runs", "read"),
-    "load_runs": ("jaxscale.runs", "load"),
+    "load_runs": ("jaxscale.runs", "load"),  # a path, DataFrame, dict of arrays or RunSet
     "simulate_runs": ("jaxscale.simulate", "simulate"),
     # uncertainty
     "bootstrap": ("jaxscale.resampling", "bootstrap"),
     "BootstrapResult": ("jaxscale.resampling", "BootstrapResult"),
+    "BootstrapWarning": ("jaxscale.resampling", "BootstrapWarning"),
     "attach_bootstrap": ("jaxscale.resampling", "attach"),
-    "predict": ("jaxscale.bands", "predict"),
+    "predict_band": ("jaxscale.bands", "predict"),  # FitResult.predict is the point estimate alone
     "Band": ("jaxscale.bands", "Band"),
     # planning
     "allocate": ("jaxscale.allocation", "allocate"),
     "allocate_for_loss": ("jaxscale.allocation", "allocate_for_loss"),
+    "Allocation": ("jaxscale.allocation", "Allocation"),
+    "Cost": ("jaxscale.allocation", "Cost"),
+    "training_cost": ("jaxscale.allocation", "training"),
+    "inference_cost": ("jaxscale.allocation", "inference"),
+    "total_cost": ("jaxscale.allocation", "total"),
     "frontier": ("jaxscale.allocation", "frontier"),
     "summarize": ("jaxscale.summary", "summarize"),
     "format_summary": ("jaxscale.summary", "format_summary"),
@@ -51,6 +58,10 @@ _EXPORTS = {
     "fit_many": ("jaxscale.batch", "fit_many"),
     "fit_by": ("jaxscale.batch", "fit_by"),
     # fresh data points
+    "ModelConfig": ("jaxscale.model", "ModelConfig"),
+    "TrainConfig": ("jaxscale.train", "TrainConfig"),
+    "train": ("jaxscale.train", "train"),
+    "Plan": ("jaxscale.sweep", "Plan"),
     "run_sweep": ("jaxscale.sweep", "run_sweep"),
     "make_plan": ("jaxscale.sweep", "make_plan"),
 }

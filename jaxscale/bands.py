@@ -131,8 +131,8 @@ def _theta(law: laws_lib.Law, natural: Mapping[str, Any]) -> jax.Array:
 
 def predict(
     law_or_fit: str | laws_lib.Law | fitting.FitResult,
-    params_or_samples: Mapping[str, Any] | None,
-    inputs: Mapping[str, Any],
+    params_or_samples: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
     *,
     estimate: Mapping[str, float] | None = None,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
@@ -144,7 +144,8 @@ def predict(
     law_or_fit: a law (name or object), or a :class:`~jaxscale.fitting.FitResult`,
       whose params give the estimate and whose bootstrap section (if any) the samples.
     params_or_samples: natural parameters: scalars (one set: no band) or arrays
-      of shape ``(B,)`` (bootstrap samples). None with a fit: its own samples.
+      of shape ``(B,)`` (bootstrap samples). Left out with a fit: its own
+      samples (converged replicates), as in ``predict(fit, inputs=points)``.
     inputs: raw query points, e.g. ``{"N": (Q,), "D": (Q,)}``; length-1 arrays broadcast.
     estimate: natural parameters of the point estimate; defaults to the fit's
       params, or to ``params_or_samples`` when those are scalars.
@@ -158,13 +159,13 @@ def predict(
     >>> band = predict("chinchilla", samples, {"N": [7e10], "D": [1.4e12]},
     ...                estimate=fit.params)  # doctest: +SKIP
   """
-  from jaxscale import resampling
-
+  if inputs is None:
+    raise ValueError("pass the query points as inputs={'N': ..., 'D': ...} (e.g. bands.predict(fit, inputs=points))")
   if isinstance(law_or_fit, fitting.FitResult):
     law = law_or_fit.law_object
     estimate = law_or_fit.params if estimate is None else estimate
     if params_or_samples is None:
-      params_or_samples = resampling.samples_from_fit(law_or_fit)
+      params_or_samples = None if law_or_fit.bootstrap is None else law_or_fit.bootstrap.natural()
   else:
     law = laws_lib.get(law_or_fit)
   levels = tuple(float(q) for q in quantiles)

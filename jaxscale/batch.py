@@ -1,7 +1,8 @@
 """Many fits at once: run sets of different lengths, or bootstrap replicates, as one batch.
 
 A batch of fits is one compiled program. Run sets of different lengths are
-padded to the longest with rows of weight 0 (copies of their first row, so
+padded to the bucket of the longest (:func:`jaxscale.fitting.bucket_size`) with
+rows of weight 0 (copies of their first row, so
 every residual stays finite), which changes no objective, and
 :func:`jaxscale.fitting.multistart` is ``vmap``-ped over the run-set axis. The
 batch axis is then split over local devices with a one-axis mesh
@@ -15,7 +16,9 @@ Example:
   >>> from jaxscale import batch
   >>> fits = batch.fit_by("chinchilla", "runs.csv", "dataset")  # doctest: +SKIP
   >>> {value: fit.params["alpha"] for value, fit in fits.items()}  # doctest: +SKIP
-  >>> boot = batch.bootstrap_sharded("chinchilla", runs, n=4000, seed=0, devices=8)  # doctest: +SKIP
+
+The sharded bootstrap is :func:`jaxscale.resampling.bootstrap` (``devices=``);
+the device helpers live in :mod:`jaxscale.devices`.
 """
 
 from __future__ import annotations
@@ -31,20 +34,14 @@ import numpy as np
 from jaxscale import devices as devices_lib
 from jaxscale import fitting
 from jaxscale import laws as laws_lib
-from jaxscale import resampling
 from jaxscale import runs as runs_lib
 from jaxscale import solver
-
-# Re-exported: the device helpers are part of the batch API.
-local_devices = devices_lib.local_devices
-batch_sharding = devices_lib.batch_sharding
-
 
 def map_sharded(fn: Callable[..., Any], batched_args: Sequence[Any], *, devices: int | Sequence[jax.Device] | None = None):
   """Calls ``fn(*batched_args)`` with the leading axis of every argument split over devices.
 
   The batch is padded to a multiple of the device count with copies of its last
-  member, placed with :func:`batch_sharding`, and the outputs are cut back to
+  member, placed with :func:`jaxscale.devices.batch_sharding`, and the outputs are cut back to
   the batch size and returned as NumPy arrays. ``fn`` must treat batch members
   independently (e.g. a jitted ``vmap``) for the answer to be the same on any
   number of devices. Call it inside :func:`jaxscale.fitting.precision` when the
@@ -53,7 +50,7 @@ def map_sharded(fn: Callable[..., Any], batched_args: Sequence[Any], *, devices:
   Args:
     fn: a jitted function of batched arrays (pytrees allowed), batch axis first.
     batched_args: its arguments, each a pytree of arrays of shape ``(B, ...)``.
-    devices: see :func:`local_devices`.
+    devices: see :func:`jaxscale.devices.local_devices`.
 
   Returns:
     ``fn``'s outputs, a pytree of NumPy arrays of shape ``(B, ...)``.
@@ -63,14 +60,14 @@ def map_sharded(fn: Callable[..., Any], batched_args: Sequence[Any], *, devices:
     >>> map_sharded(square, [np.ones((5, 3))], devices=1)  # doctest: +SKIP
     array([3., 3., 3., 3., 3.])
   """
-  devices = local_devices(devices)
+  devices = devices_lib.local_devices(devices)
   sizes = {leaf.shape[0] for leaf in jax.tree.leaves(batched_args)}
   if len(sizes) != 1:
     raise ValueError(f"every batched argument needs the same leading size; got sizes {sorted(sizes)}")
   (size,) = sizes
   padded_size = len(devices) * math.ceil(size / len(devices))
   padded = jax.tree.map(lambda leaf: devices_lib.pad_rows(leaf, padded_size), list(batched_args))
-  placed = jax.device_put(padded, batch_sharding(devices))
+  placed = jax.device_put(padded, devices_lib.batch_sharding(devices))
   return jax.tree.map(lambda out: np.asarray(out)[:size], fn(*placed))
 
 
@@ -106,7 +103,7 @@ def fit_many(
     run_sets: ``{key: runs}`` or a list of runs (keys ``0 .. n-1``); each a path,
       DataFrame, dict of arrays or :class:`~jaxscale.runs.RunSet`, any length.
     loss, delta, keep, max_steps, dtype: as for :func:`jaxscale.fitting.fit`.
-    devices: local devices to split the batch over (see :func:`local_devices`).
+    devices: local devices to split the batch over (see :func:`jaxscale.devices.local_devices`).
 
   Returns:
     ``{key: FitResult}`` in the order of ``run_sets``.
@@ -132,9 +129,9 @@ def _fit_batch(law, items, *, loss, delta, keep, max_steps, dtype, devices):
     raise ValueError(f"unknown loss {loss!r}; use 'huber' or 'mse'")
   if delta <= 0:
     raise ValueError(f"delta must be > 0, got {delta}")
-  devices = local_devices(devices)
+  devices = devices_lib.local_devices(devices)
   options = solver.SolverOptions(loss=loss, delta=float(delta), max_steps=int(max_steps))
-  longest = max(len(runs) for _, _, runs in items)
+  longest = fitting.bucket_size(max(len(runs) for _, _, runs in items))  # one program for every batch of this bucket
   with fitting.precision(dtype) as float_dtype:
     starts, log_inputs, log_loss, weights = [], {v: [] for v in law.variables}, [], []
     for key, _, runs in items:
@@ -209,54 +206,3 @@ def fit_by(law: str | laws_lib.Law, runs: Any, column: str, **kwargs) -> dict[Ha
     raise TypeError(f"fit_by got unexpected keyword arguments {unknown}; it takes {sorted(options)}")
   items = [(value, f"{column}={value!r}", part) for value, part in split_by(runs, column).items()]
   return _fit_batch(laws_lib.get(law), items, **{**options, **kwargs})
-
-
-# --- Sharded bootstrap -----------------------------------------------------------------------
-
-
-# Kept for the batch API: resampling.bootstrap itself splits each chunk over `devices`.
-bootstrap_sharded = resampling.bootstrap
-
-
-# --- CLI (called by `jaxscale fit --by COLUMN` / `--devices K`) --------------------------------
-
-
-def run_by(args, runs: runs_lib.RunSet) -> int:
-  """``jaxscale fit RUNS --by COLUMN``: one fit per value, a table keyed by value or one JSON object.
-
-  Args:
-    args: the fit command's arguments (``law``, ``loss``, ``delta``, ``keep``,
-      ``max_steps``, ``dtype``, ``by``, ``devices``, ``format``, ``out``).
-    runs: the loaded run set.
-
-  Returns:
-    The exit code.
-  """
-  from jaxscale import commands
-
-  if args.bootstrap:
-    raise ValueError("--by fits one law per group; run --bootstrap on one group at a time (filter the runs first)")
-  devices = local_devices(args.devices)
-  fits = fit_by(
-      args.law, runs, args.by, loss=args.loss, delta=args.delta, keep=args.keep or None,
-      max_steps=args.max_steps, dtype=args.dtype, devices=devices,
-  )
-  data = {str(value): {k: v for k, v in fit.to_dict().items() if k != "extras"} for value, fit in fits.items()}
-  if args.out:
-    import json
-
-    with open(args.out, "w") as f:
-      json.dump({"by": args.by, "devices": len(devices), "fits": data}, f, indent=2, default=float)
-  if args.format == "json":
-    commands.print_json({"by": args.by, "devices": len(devices), "fits": data})
-    return 0
-  names = list(next(iter(fits.values())).params)
-  rows = [
-      [str(value), str(fit.runs_used), *(commands.format_number(fit.params[n]) for n in names), f"{fit.objective:.6g}",
-       "yes" if fit.converged else "NO"]
-      for value, fit in fits.items()
-  ]
-  law = next(iter(fits.values())).law_object
-  print(f"law  {law.name}  ({law.formula}), one fit per {args.by} on {len(devices)} device(s)\n")
-  print(commands.table(rows, [args.by, "runs", *names, "objective", "converged"]))
-  return 0

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from jaxscale import compilation_cache
 
 COMMANDS = (
     "demo",
@@ -23,7 +24,9 @@ COMMANDS = (
     "summarize",
     "isoflop",
     "validate",
+    "compare",
     "plot",
+    "tasks",
     "sweep",
     "simulate",
     "laws",
@@ -45,23 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
   )
   subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
   for name in COMMANDS:
-    module_name = "jaxscale.sweep" if name == "sweep" else f"jaxscale.commands.{name}"
-    importlib.import_module(module_name).add_cli(subparsers)
+    importlib.import_module(f"jaxscale.commands.{name}").add_cli(subparsers)
   return parser
-
-
-def enable_compilation_cache() -> None:
-  """Keeps compiled fits on disk between invocations (the process is ours, so this is ours to set)."""
-  import jax
-
-  cache_dir = os.environ.get("JAXSCALE_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "jaxscale", "jax"))
-  try:
-    os.makedirs(cache_dir, exist_ok=True)
-  except OSError:
-    return  # a read-only home: run without the cache rather than fail
-  jax.config.update("jax_compilation_cache_dir", cache_dir)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.print_help()
     return 0
   try:
-    enable_compilation_cache()
+    compilation_cache.enable()
     return int(args.func(args) or 0)
   except BrokenPipeError:
     return 0  # e.g. `jaxscale laws | head`: the reader has what it wanted

@@ -23,7 +23,7 @@ import math
 import os
 import pathlib
 import sysconfig
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -44,6 +44,12 @@ class Corpus:
     conditional_entropies: for a Markov source of order n > 1, the optimal losses of
       the first n - 1 targets of a window, which exceed the entropy rate; see
       :meth:`loss_floor`.
+    alignment: windows start at multiples of this many tokens within a row (a
+      document length, for sources whose optimal loss depends on the position).
+    floor_fn: ``context -> loss floor`` for sources whose floor is not the entropy
+      rate's simple form (see :mod:`jaxscale.quanta`).
+    source: the generating source when it can score a model further (a
+      :class:`jaxscale.quanta.QuantaSource`), else None.
   """
 
   name: str
@@ -52,6 +58,9 @@ class Corpus:
   train_RxT: np.ndarray
   heldout_RxT: np.ndarray
   conditional_entropies: tuple[float, ...] = ()
+  alignment: int = 1
+  floor_fn: Callable[[int], float] | None = None
+  source: object = None
 
   def rows(self, split: str) -> np.ndarray:
     if split not in SPLITS:
@@ -72,7 +81,8 @@ class Corpus:
           f" {context + 1}; use a shorter context or a bigger corpus.")
     rng = np.random.default_rng([seed, step, _SPLIT_SALT[split]])
     row_B = rng.integers(R, size=batch_size)
-    start_B = rng.integers(T - context, size=batch_size)
+    start_B = rng.integers((T - context - 1) // self.alignment + 1,
+                           size=batch_size) * self.alignment
     index_BxL1 = start_B[:, None] + np.arange(context + 1)
     return rows_RxT[row_B[:, None], index_BxL1].astype(np.int32)
 
@@ -94,6 +104,8 @@ class Corpus:
     tokens, so their optimal loss is a higher conditional entropy; every later target
     costs exactly the entropy rate. None when the entropy rate is unknown.
     """
+    if self.floor_fn is not None:
+      return float(self.floor_fn(context))
     if self.entropy_rate is None:
       return None
     early = list(self.conditional_entropies[:context])
@@ -338,10 +350,38 @@ def _bytes_corpus(name, base, files, max_bytes, heldout_fraction, *, by_hash) ->
                 heldout_RxT=_as_row(heldout))
 
 
+QUANTA_OPTIONS = {"keys": int, "exponent": float, "continuation": int, "noise": float,
+                  "filler": int, "seed": int, "train_tokens": int}
+
+
+def parse_quanta_spec(spec: str) -> dict:
+  """``"quanta"`` or ``"quanta:keys=4096,noise=0"`` -> keyword arguments of quanta_corpus."""
+  _, _, options = spec.partition(":")
+  kwargs = {}
+  for item in filter(None, (part.strip() for part in options.split(","))):
+    name, sep, value = item.partition("=")
+    if not sep or name not in QUANTA_OPTIONS:
+      raise ValueError(f"corpus {spec!r}: options are name=value pairs with names in"
+                       f" {list(QUANTA_OPTIONS)}, got {item!r}.")
+    try:
+      kwargs[name] = QUANTA_OPTIONS[name](value)
+    except ValueError:
+      raise ValueError(f"corpus {spec!r}: {name} must be a"
+                       f" {QUANTA_OPTIONS[name].__name__}, got {value!r}.") from None
+  if "keys" in kwargs:
+    kwargs["num_keys"] = kwargs.pop("keys")
+  return kwargs
+
+
 def load_corpus(spec: str) -> Corpus:
-  """``"synthetic"`` (the default Markov language), ``"stdlib"``, or a text file/folder."""
+  """``"quanta"`` (the lab's language, options as ``"quanta:keys=4096,noise=0"``),
+  ``"synthetic"`` (the Markov language), ``"stdlib"``, or a text file/folder."""
   if not isinstance(spec, str) or not spec:
-    raise ValueError(f"corpus must be 'synthetic', 'stdlib' or a path, got {spec!r}.")
+    raise ValueError(f"corpus must be 'quanta', 'synthetic', 'stdlib' or a path, got {spec!r}.")
+  if spec == "quanta" or spec.startswith("quanta:"):
+    from jaxscale.quanta import quanta_corpus
+
+    return quanta_corpus(**parse_quanta_spec(spec))
   if spec == "synthetic":
     return markov_corpus()
   if spec == "stdlib":

@@ -12,9 +12,13 @@ common ways to be wrong and says, in each :class:`Diagnostic`, what to do:
   units do not matter) has a condition number above ``1e6``: some combination
   of parameters barely changes the predictions, so the data do not pin it
   down. The message names the parameters in that combination.
-- ``wide_intervals``: a bootstrap (``fit.extras["bootstrap"]["ci95"]``) whose
-  95% interval spans more than a factor 100 for a positive coefficient or more
-  than 1 for an exponent.
+- ``wide_intervals``: a bootstrap (``fit.bootstrap``) whose 95% interval spans
+  more than a factor 100 for a positive coefficient (or reaches down to 0), or
+  more than 1 for an exponent.
+- ``estimate_outside_interval``: the point estimate lies outside its own
+  bootstrap interval.
+- ``unconverged_replicates``: bootstrap replicates that did not converge (left
+  out of the intervals); a warning above 10% of them.
 - ``not_converged``: the solver stopped before the gradient vanished.
 - ``extrapolation``: a query point (``at=``) beyond the range of the runs, by
   more than a factor 10 (warning) or at all (info).
@@ -29,10 +33,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxscale import laws as laws_lib
@@ -154,7 +160,6 @@ def jacobian_spectrum(fit, runs: Any, *, law: laws_lib.Law | None = None) -> dic
     ``{"singular_values": (P,), "condition": float, "weakest": {param: loading}}``
     where ``weakest`` is the parameter combination of the smallest singular value.
   """
-  import jax
   import jax.numpy as jnp
 
   from jaxscale import fitting
@@ -162,15 +167,11 @@ def jacobian_spectrum(fit, runs: Any, *, law: laws_lib.Law | None = None) -> dic
   law = law if law is not None else laws_lib.get(fit.law)
   runs = runs_lib.load(runs)
   with fitting.precision("float64") as dtype:
-    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, dtype)
+    # Padded (rows of weight 0, dropped below) so one compiled program serves every run set of a bucket.
+    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, dtype, pad=True)
     theta = jnp.asarray([fit.fit_params[n] for n in law.param_names], dtype)
-
-    def residuals(t):
-      return law.log_loss(law.unflatten(t), log_inputs) - log_loss_R
-
-    jacobian_RxP = np.asarray(jax.jacfwd(residuals)(theta), dtype=np.float64)
-    residual_R = np.asarray(residuals(theta), dtype=np.float64)
-  weights = np.asarray(weights_R, dtype=np.float64)
+    jacobian_RxP, residual_R = (np.asarray(x, np.float64)[: len(runs)] for x in _residuals_and_jacobian(law, theta, log_inputs, log_loss_R))
+  weights = np.asarray(weights_R, dtype=np.float64)[: len(runs)]
   if fit.loss == "huber":
     weights = weights * np.minimum(1.0, fit.delta / np.maximum(np.abs(residual_R), fit.delta))
   weighted = jacobian_RxP * np.sqrt(weights)[:, None]
@@ -183,6 +184,16 @@ def jacobian_spectrum(fit, runs: Any, *, law: laws_lib.Law | None = None) -> dic
   condition = float(singular[0] / singular[-1]) if singular[-1] > 0 else math.inf
   weakest = {n: float(v) for n, v in zip(law.param_names, vt[-1])}
   return {"singular_values": singular.tolist(), "condition": condition, "weakest": weakest, "dead": dead}
+
+
+@functools.partial(jax.jit, static_argnames=("law",))
+def _residuals_and_jacobian(law: laws_lib.Law, theta_P, log_inputs, log_loss_R):
+  """``(jacobian_RxP, residual_R)`` of the log-loss residuals at ``theta_P``."""
+
+  def residuals(t):
+    return law.log_loss(law.unflatten(t), log_inputs) - log_loss_R
+
+  return jax.jacfwd(residuals)(theta_P), residuals(theta_P)
 
 
 def _jacobian(fit, law: laws_lib.Law, runs: runs_lib.RunSet) -> list[Diagnostic]:
@@ -215,34 +226,48 @@ def _jacobian(fit, law: laws_lib.Law, runs: runs_lib.RunSet) -> list[Diagnostic]
   ]
 
 
-def _interval(value) -> tuple[float, float] | None:
-  if isinstance(value, Mapping):
-    for lo_key, hi_key in (("lo", "hi"), ("low", "high"), ("lower", "upper")):
-      if lo_key in value and hi_key in value:
-        return float(value[lo_key]), float(value[hi_key])
-    return None
-  try:
-    lo, hi = value
-    return float(lo), float(hi)
-  except (TypeError, ValueError):
-    return None
-
-
 def _bootstrap_intervals(fit) -> list[Diagnostic]:
-  section = (fit.extras or {}).get("bootstrap")
-  if not isinstance(section, Mapping) or not isinstance(section.get("ci95"), Mapping):
+  boot = getattr(fit, "bootstrap", None)
+  if boot is None:
     return []
   found = []
-  for name, value in section["ci95"].items():
-    interval = _interval(value)
-    if interval is None:
-      continue
-    lo, hi = interval
+  if boot.num_converged < boot.n:
+    share = boot.unconverged_share
+    from jaxscale import resampling
+
+    high = share > resampling.UNCONVERGED_WARN_SHARE
+    found.append(
+        Diagnostic(
+            "unconverged_replicates",
+            "warning" if high else "info",
+            (resampling.unconverged_message(boot) if high else
+             f"{boot.n - boot.num_converged} of {boot.n} bootstrap replicates did not converge and are left out of "
+             f"the intervals, which use {boot.num_used}."),
+            {"converged": boot.num_converged, "n": boot.n, "used": boot.num_used},
+        )
+    )
+  counted = f" (from {boot.describe()})"
+  for name, (lo, hi) in boot.ci95.items():
     is_exponent = str(name).lower().startswith(EXPONENT_PREFIXES)
+    estimate = float(fit.params.get(name, math.nan))
+    if math.isfinite(lo) and math.isfinite(hi) and math.isfinite(estimate) and not lo <= estimate <= hi:
+      found.append(
+          Diagnostic(
+              "estimate_outside_interval",
+              "warning",
+              f"the estimate {name} = {estimate:.4g} lies outside its own 95% bootstrap interval [{lo:.4g}, {hi:.4g}]"
+              f"{counted}: the replicates settle elsewhere than the full-data fit, so neither can be trusted. The "
+              "law is likely unidentifiable from these runs (see singular_jacobian), or the replicates stopped "
+              "early; do not quote this interval.",
+              {"param": name, "estimate": estimate, "ci95": [lo, hi]},
+          )
+      )
     if not (math.isfinite(lo) and math.isfinite(hi)):
       reason = "is not finite"
     elif is_exponent and hi - lo > WIDE_EXPONENT_SPAN:
       reason = f"spans {hi - lo:.3g} (more than {WIDE_EXPONENT_SPAN:g})"
+    elif not is_exponent and lo <= 0 < hi:
+      reason = "reaches down to 0 (the data cannot tell this term from none)"
     elif not is_exponent and lo > 0 and hi / lo > WIDE_RATIO:
       reason = f"spans a factor {hi / lo:.3g} (more than {WIDE_RATIO:g})"
     else:
@@ -251,8 +276,9 @@ def _bootstrap_intervals(fit) -> list[Diagnostic]:
         Diagnostic(
             "wide_intervals",
             "warning",
-            f"the 95% bootstrap interval of {name} [{lo:.4g}, {hi:.4g}] {reason}: the runs do not determine {name}. "
-            "Do not quote it; add runs over a wider range of the variable it governs, or fix it to a published value.",
+            f"the 95% bootstrap interval of {name} [{lo:.4g}, {hi:.4g}]{counted} {reason}: the runs do not determine "
+            f"{name}. Do not quote it; add runs over a wider range of the variable it governs, or fix it to a "
+            "published value.",
             {"param": name, "ci95": [lo, hi]},
         )
     )

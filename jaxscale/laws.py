@@ -117,18 +117,69 @@ class Law:
     """Dict of fit-space params -> ``(..., P)`` vector."""
     return jnp.stack([jnp.asarray(params[n]) for n in self.param_names], axis=-1)
 
-  def loss(self, params: Params, inputs: Mapping[str, Any]):
-    """Predicted loss (not log) from fit-space params and *raw* inputs (N, D, ...).
+  def check_params(self, params: Params, *, space: str = "fit") -> None:
+    """Raises a ValueError naming the space expected and the one given when ``params`` has the wrong names.
 
-    A pure JAX function: it computes in the ambient precision (float32 unless
-    x64 is on). For float64 wrap it in ``with jaxscale.fitting.precision("float64"):``,
-    or use :meth:`jaxscale.FitResult.predict` / :func:`jaxscale.predict`, which do.
+    Args:
+      params: a dict of parameters.
+      space: ``"fit"`` (``param_names``, e.g. ``a = log A``) or ``"natural"`` (``natural_names``).
     """
-    log_inputs = {v: jnp.log(jnp.asarray(inputs[v])) for v in self.variables}
-    return jnp.exp(self.log_loss(params, log_inputs))
+    expected, other = (self.param_names, self.natural_names) if space == "fit" else (self.natural_names, self.param_names)
+    other_space = "natural" if space == "fit" else "fit"
+    if not isinstance(params, Mapping):
+      raise ValueError(
+          f"law {self.name!r} takes its {space}-space params as a dict keyed by {', '.join(expected)}, got "
+          f"{type(params).__name__}; a parameter vector becomes one with law.unflatten(theta)"
+      )
+    missing = [n for n in expected if n not in params]
+    if not missing:
+      return
+    given = ", ".join(map(str, params)) or "nothing"
+    if set(other) != set(expected) and all(n in params for n in other):
+      convert = "law.from_natural(params)" if space == "fit" else "law.to_natural(params)"
+      use = " or call law.natural_loss(params, inputs)" if space == "fit" else " or call law.loss(params, inputs)"
+      raise ValueError(
+          f"law {self.name!r} expected {space}-space params ({', '.join(expected)}) but got {other_space}-space params "
+          f"({given}); convert them with {convert}{use}"
+      )
+    raise ValueError(f"law {self.name!r} expected {space}-space params ({', '.join(expected)}); missing {', '.join(missing)} (got {given})")
+
+  def _log_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(inputs, Mapping):
+      raise ValueError(
+          f"law {self.name!r} takes its inputs as a dict keyed by {', '.join(self.variables)} (raw values, e.g. "
+          f"{{'N': [7e10], ...}}), got {type(inputs).__name__}"
+      )
+    missing = [v for v in self.variables if v not in inputs]
+    if missing:
+      raise ValueError(f"law {self.name!r} reads inputs {', '.join(self.variables)}; missing {', '.join(missing)}")
+    return {v: jnp.log(jnp.asarray(inputs[v])) for v in self.variables}
+
+  def loss(self, params: Params, inputs: Mapping[str, Any]):
+    """Predicted loss (not log) from *fit-space* params and *raw* inputs (N, D, ...).
+
+    Args:
+      params: fit-space parameters keyed by ``param_names`` (``a = log A``, ...);
+        natural ones (``A``) go to :meth:`natural_loss`. Passing the wrong space
+        raises a ValueError that says so.
+      inputs: ``{variable: raw values}``; scalars, lists, tuples and arrays alike.
+
+    A pure JAX function: it computes in the ambient precision. Without x64,
+    float64 inputs (NumPy arrays included) silently become float32, under
+    ``jit`` too; wrap the call in ``with jaxscale.precision("float64"):`` for
+    float64, or use :meth:`jaxscale.FitResult.predict`, which does.
+
+    Example:
+      >>> law = get("chinchilla")
+      >>> float(law.loss(law.from_natural(law.presets["besiroglu2024"]), {"N": [7e10], "D": [1.4e12]})[0])  # doctest: +ELLIPSIS
+      1.93...
+    """
+    self.check_params(params, space="fit")
+    return jnp.exp(self.log_loss(params, self._log_inputs(inputs)))
 
   def natural_loss(self, natural: Params, inputs: Mapping[str, Any]):
-    """Predicted loss from natural (published) params and raw inputs."""
+    """Predicted loss from natural (published) params and raw inputs (see :meth:`loss`)."""
+    self.check_params(natural, space="natural")
     return self.loss(self.from_natural(natural), inputs)
 
 
@@ -418,11 +469,19 @@ _REGISTRY: dict[str, Law] = {}
 
 
 def register(law: Law) -> Law:
-  """Adds a law to the registry so ``get(name)`` and the CLI can find it. Returns it."""
+  """Adds a law to the registry so ``get(name)`` and the CLI can find it. Returns it.
+
+  A built-in law's name is refused: a fit file names its law, and that name must mean one law.
+  """
+  if not isinstance(law, Law):
+    raise ValueError(f"register takes a jaxscale Law (see jaxscale.custom_law), got {type(law).__name__}")
+  if law.name in _BUILTIN_NAMES and _REGISTRY.get(law.name) is not law:
+    raise ValueError(f"{law.name!r} is a built-in law; give your law another name")
   _REGISTRY[law.name] = law
   return law
 
 
+_BUILTIN_NAMES: frozenset[str] = frozenset()
 for _law in (
     *(kaplan(v) for v in ("N", "D", "C")),
     *(power(v) for v in ("N", "D", "C")),
@@ -440,12 +499,97 @@ def get(name: str | Law) -> Law:
   """Looks a law up by name (``law`` objects pass through)."""
   if isinstance(name, Law):
     return name
+  if not isinstance(name, str):
+    raise ValueError(f"a law is named by a string (see `jaxscale laws`), got {type(name).__name__} {name!r}")
   if name not in _REGISTRY:
     raise ValueError(
         f"unknown law {name!r}; choose one of: {', '.join(sorted(_REGISTRY))} (see `jaxscale laws`; a law of your "
-        "own is found by name once defined with jaxscale.custom_law or added with jaxscale.register_law)"
+        "own is found by name once defined with jaxscale.custom_law or added with jaxscale.register_law, and on "
+        "the command line with --law-module my_laws.py)"
     )
   return _REGISTRY[name]
+
+
+# --- Laws defined in a user's module (the CLI's --law-module) ---------------------------------
+
+# law name -> the module spec it was loaded from, recorded in fit files.
+_MODULE_OF: dict[str, str] = {}
+
+
+def module_of(name: str) -> str | None:
+  """The ``--law-module`` spec a custom law was loaded from, or None (built-in, or defined in-process)."""
+  return _MODULE_OF.get(name)
+
+
+def load_module(spec: str) -> list[str]:
+  """Imports a module of laws and registers them; returns the names of the laws it holds.
+
+  Args:
+    spec: ``path/to/my_laws.py``, a module name (``my_package.laws``), or
+      ``package.module:attr`` where ``attr`` is a :class:`Law` or a list of them.
+      Laws the module defines with :func:`custom` (or :func:`register`) are
+      registered as it runs; any other :class:`Law` at its top level is too.
+
+  Returns:
+    The sorted names of the laws found; each is recorded so that a fit file of
+    it names the module (see :func:`module_of`).
+
+  Raises:
+    ValueError: the module cannot be found or imported, holds no law, or
+      defines a law under a built-in name.
+
+  Example:
+    >>> load_module("my_laws.py")  # doctest: +SKIP
+    ['four_term']
+  """
+  import importlib
+  import importlib.util
+  import os
+  import sys
+
+  if not isinstance(spec, str) or not spec.strip():
+    raise ValueError(f"a law module is a path (my_laws.py) or module[:attr], got {spec!r}")
+  module_part, _, attr = spec.partition(":") if not spec.endswith(".py") else (spec, "", "")
+  before = dict(_REGISTRY)
+  try:
+    if module_part.endswith(".py"):
+      path = os.path.abspath(os.path.expanduser(module_part))
+      if not os.path.exists(path):
+        raise ValueError(f"law module {spec!r}: no such file {path}")
+      spec = path
+      name = f"jaxscale_user_laws_{abs(hash(path))}"
+      module_spec = importlib.util.spec_from_file_location(name, path)
+      module = importlib.util.module_from_spec(module_spec)
+      sys.modules[name] = module
+      module_spec.loader.exec_module(module)
+    else:
+      module = importlib.import_module(module_part)
+  except ValueError as error:
+    raise ValueError(f"law module {spec!r}: {error}") from error
+  except Exception as error:  # the user's code: any failure there is bad input to us
+    raise ValueError(f"law module {spec!r} failed to import: {type(error).__name__}: {error}") from error
+  if attr:
+    if not hasattr(module, attr):
+      raise ValueError(f"law module {spec!r}: {module_part} has no attribute {attr!r}")
+    value = getattr(module, attr)
+    found = [value] if isinstance(value, Law) else list(value) if isinstance(value, (list, tuple)) else None
+    if not found or not all(isinstance(law, Law) for law in found):
+      raise ValueError(f"law module {spec!r}: {attr} must be a jaxscale Law or a list of them, got {type(value).__name__}")
+  else:
+    found = [value for value in vars(module).values() if isinstance(value, Law)]
+    found += [law for n, law in _REGISTRY.items() if before.get(n) is not law]
+  names_found = []
+  for law in found:
+    if law.name in _BUILTIN_NAMES and law is not _REGISTRY.get(law.name):
+      raise ValueError(f"law module {spec!r} defines {law.name!r}, the name of a built-in law; give it another name")
+    if law.name in _BUILTIN_NAMES:
+      continue  # a built-in the module imported, not one it defines
+    register(law)
+    _MODULE_OF[law.name] = spec
+    names_found.append(law.name)
+  if not names_found:
+    raise ValueError(f"law module {spec!r} defines no law; define one with jaxscale.custom_law(...)")
+  return sorted(set(names_found))
 
 
 def names() -> list[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,12 +65,14 @@ TAIL_CHUNK = 64
 # Stragglers refitted from extra starts per compiled call (a fixed size, so it compiles once).
 RESCUE_CHUNK = 32
 INTERVAL_METHODS = ("percentile", "basic")
+# Above this share of unconverged replicates the bootstrap warns: the intervals rest on a selected few.
+UNCONVERGED_WARN_SHARE = 0.1
 
 
 # --- Replicate weights ----------------------------------------------------------------------
 
 
-def resample_weights(key: jax.Array, replicate_ids_K, unit_of_run_R, num_units: int):
+def resample_weights(key: jax.Array, replicate_ids_K, unit_of_run_R, num_units, *, max_units: int | None = None):
   """Multinomial resampling counts per run for replicates ``replicate_ids_K``.
 
   Replicate ``i`` draws ``num_units`` units (runs, or whole clusters) with
@@ -79,22 +82,26 @@ def resample_weights(key: jax.Array, replicate_ids_K, unit_of_run_R, num_units: 
     key: the bootstrap's base key (from its seed).
     replicate_ids_K: replicate indices, shape ``(K,)``.
     unit_of_run_R: which unit (``0 .. num_units - 1``) each run belongs to.
-    num_units: how many units are resampled (static).
+    num_units: how many units are resampled: a static int, or (with
+      ``max_units``) a traced one, so run sets of any size share a program.
+    max_units: a static bound on ``num_units``: the draws are made over
+      ``max_units`` slots and those past ``num_units`` count for nothing.
 
   Returns:
     Counts of shape ``(K, R)`` in the dtype of ``unit_of_run_R``'s float twin.
   """
 
   def one(replicate_id):
-    draws = jax.random.randint(jax.random.fold_in(key, replicate_id), (num_units,), 0, num_units)
-    counts_U = jnp.zeros(num_units, jnp.int32).at[draws].add(1)
+    width = num_units if max_units is None else max_units
+    draws = jax.random.randint(jax.random.fold_in(key, replicate_id), (width,), 0, num_units)
+    counts_U = jnp.zeros(width, jnp.int32).at[draws].add((jnp.arange(width) < num_units).astype(jnp.int32))
     return counts_U[unit_of_run_R]
 
   return jax.vmap(one)(replicate_ids_K)
 
 
-@functools.partial(jax.jit, static_argnames=("law", "options", "num_units"))
-def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, log_inputs, log_loss_R, weights_R, *, options, num_units):
+@functools.partial(jax.jit, static_argnames=("law", "options"))
+def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, num_units, log_inputs, log_loss_R, weights_R, *, options):
   """Refits ``K`` replicates from ``theta0_KxP``; returns (theta, objective, gradient norm)."""
 
   def residual_fn(theta):
@@ -106,12 +113,13 @@ def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, log_inputs, log
     gradient = solver.gradient_norm(residual_fn, state.theta, replicate_weights_R, options)
     return state.theta, state.objective, gradient
 
-  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units)
+  # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
+  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
   return jax.vmap(one)(theta0_KxP, counts_KxR)
 
 
-@functools.partial(jax.jit, static_argnames=("law", "options", "num_units"))
-def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_of_run_R, log_inputs, log_loss_R, weights_R, *, options, num_units):
+@functools.partial(jax.jit, static_argnames=("law", "options"))
+def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_of_run_R, num_units, log_inputs, log_loss_R, weights_R, *, options):
   """Refits each of ``K`` replicates from its own ``theta0`` and every shared start; keeps the best."""
 
   def residual_fn(theta):
@@ -125,7 +133,8 @@ def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_o
     theta = states.theta[best]
     return theta, states.objective[best], solver.gradient_norm(residual_fn, theta, replicate_weights_R, options)
 
-  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units)
+  # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
+  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
   return jax.vmap(one)(theta0_KxP, counts_KxR)
 
 
@@ -186,9 +195,19 @@ def derived_quantities(law: laws_lib.Law, natural: Mapping[str, Any]) -> dict[st
   return {}
 
 
-@dataclasses.dataclass(frozen=True)
+class BootstrapWarning(UserWarning):
+  """A bootstrap whose replicates did not all converge (they are left out of every interval)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class BootstrapResult:
   """Bootstrap replicates of a fit and the intervals they give.
+
+  Replicates whose gradient did not vanish (``converged`` False) or whose
+  parameters are not finite are left out of every interval, standard error,
+  band and allocation by default: an unconverged replicate is a point the
+  solver stopped at, not a sample of the estimator. :attr:`num_used` says how
+  many remain; pass ``include_unconverged=True`` to :meth:`natural` to see them all.
 
   Attributes:
     law: the law's registry name.
@@ -223,42 +242,77 @@ class BootstrapResult:
   def num_converged(self) -> int:
     return int(np.count_nonzero(self.converged))
 
-  def _finite(self) -> np.ndarray:
-    return self.samples[np.all(np.isfinite(self.samples), axis=1)]
+  def used(self, *, include_unconverged: bool = False) -> np.ndarray:
+    """Which replicates the intervals use, shape ``(B,)``: finite, and converged unless asked otherwise."""
+    finite = np.all(np.isfinite(self.samples), axis=1)
+    return finite if include_unconverged else finite & np.asarray(self.converged, bool)
 
-  def natural(self) -> dict[str, np.ndarray]:
-    """``{name: (B,) array}`` of natural parameters."""
-    return {name: self.samples[:, i] for i, name in enumerate(self.names)}
+  @property
+  def num_used(self) -> int:
+    """Replicates behind every interval: converged with finite parameters."""
+    return int(np.count_nonzero(self.used()))
 
-  def interval(self, name: str, *, level: float = CI_LEVEL, method: str | None = None) -> tuple[float, float]:
-    """A two-sided interval for one natural parameter or derived quantity."""
+  @property
+  def unconverged_share(self) -> float:
+    return 1.0 - self.num_converged / max(self.n, 1)
+
+  def describe(self) -> str:
+    """How many replicates the intervals rest on, e.g. ``"389 of 1000 replicates (611 unconverged left out)"``."""
+    left_out = self.n - self.num_used
+    return f"{self.num_used} of {self.n} replicates" + (f" ({left_out} unconverged or failed, left out)" if left_out else "")
+
+  def natural(self, *, include_unconverged: bool = False) -> dict[str, np.ndarray]:
+    """``{name: (B_used,) array}`` of natural parameters of the replicates in use.
+
+    Example:
+      >>> samples = fit.bootstrap.natural()  # doctest: +SKIP
+      >>> samples["alpha"].shape  # doctest: +SKIP
+      (3998,)
+    """
+    rows = self.samples[self.used(include_unconverged=include_unconverged)]
+    return {name: rows[:, i] for i, name in enumerate(self.names)}
+
+  def interval(self, name: str, *, level: float = CI_LEVEL, method: str | None = None, include_unconverged: bool = False) -> tuple[float, float]:
+    """A two-sided interval for one natural parameter or derived quantity (NaN when no replicate is usable)."""
+    natural = self.natural(include_unconverged=include_unconverged)
     if name in self.names:
-      values, estimate = self._finite()[:, self.names.index(name)], self.estimate[name]
+      values, estimate = natural[name], self.estimate[name]
     else:
-      derived = derived_quantities(self.law_object, self.natural())
+      derived = derived_quantities(self.law_object, natural)
       if name not in derived:
         raise ValueError(f"no parameter or derived quantity {name!r}; choose one of {', '.join(self.names + tuple(derived))}")
       values = derived[name][np.isfinite(derived[name])]
       estimate = float(derived_quantities(self.law_object, self.estimate)[name])
+    if values.size == 0:
+      return math.nan, math.nan
     return _interval(values, estimate, method or self.method, level)
 
   @property
   def ci95(self) -> dict[str, tuple[float, float]]:
     return {name: self.interval(name) for name in self.names}
 
+  def _used_matrix(self) -> np.ndarray:
+    return self.samples[self.used()]
+
   @property
   def se(self) -> dict[str, float]:
-    """Bootstrap standard errors (standard deviation over replicates)."""
+    """Bootstrap standard errors (standard deviation over the replicates in use)."""
+    rows = self._used_matrix()
+    if len(rows) < 2:
+      return {name: math.nan for name in self.names}
     with np.errstate(over="ignore", invalid="ignore"):  # see covariance
-      spread = np.std(self._finite(), axis=0, ddof=1)
+      spread = np.std(rows, axis=0, ddof=1)
     return {name: float(s) for name, s in zip(self.names, spread)}
 
   @property
   def covariance(self) -> np.ndarray:
-    """Covariance of the natural parameters over replicates, shape ``(P, P)``."""
+    """Covariance of the natural parameters over the replicates in use, shape ``(P, P)``."""
+    rows = self._used_matrix()
+    if len(rows) < 2:
+      return np.full((len(self.names), len(self.names)), np.nan)
     # Replicates far out in a flat direction (A ~ 1e150) overflow it: inf entries, honestly, without a warning.
     with np.errstate(over="ignore", invalid="ignore"):
-      return np.atleast_2d(np.cov(self._finite(), rowvar=False))
+      return np.atleast_2d(np.cov(rows, rowvar=False))
 
   @property
   def derived(self) -> dict[str, dict[str, Any]]:
@@ -269,58 +323,105 @@ class BootstrapResult:
     out = {}
     for name, values in samples.items():
       values = values[np.isfinite(values)]
+      estimate = float(estimates[name])
       out[name] = {
-          "estimate": float(estimates[name]),
-          "ci95": list(_interval(values, float(estimates[name]), self.method)),
-          "se": float(np.std(values, ddof=1)),
+          "estimate": estimate,
+          "ci95": list(_interval(values, estimate, self.method)) if values.size else [math.nan, math.nan],
+          "se": float(np.std(values, ddof=1)) if values.size > 1 else math.nan,
       }
     return out
 
+  # --- The one JSON codec -----------------------------------------------------------------
+
   def to_dict(self) -> dict[str, Any]:
-    """The JSON-ready ``extras["bootstrap"]`` section of a fit file."""
+    """The JSON-ready ``bootstrap`` section of a fit file.
+
+    ``samples`` and the per-replicate ``converged`` flags are what
+    :meth:`from_dict` reads; ``ci95``, ``se``, ``covariance`` and ``derived``
+    are written for readers of the file and recomputed on load.
+    """
     return {
         "n": self.n,
         "seed": self.seed,
         "cluster": self.cluster,
         "method": self.method,
         "names": list(self.names),
+        "replicates_used": self.num_used,
+        "num_converged": self.num_converged,
         "ci95": {name: list(interval) for name, interval in self.ci95.items()},
         "se": self.se,
         "covariance": self.covariance.tolist(),
         "derived": self.derived,
-        "converged": self.num_converged,
-        "estimate": dict(self.estimate),
+        "converged": [bool(c) for c in self.converged],
         "samples": self.samples.tolist(),
     }
 
   @classmethod
-  def from_dict(cls, data: Mapping[str, Any], law: str | laws_lib.Law, estimate: Mapping[str, float]) -> BootstrapResult:
-    """Rebuilds a result from :meth:`to_dict`'s section (``estimate``: the fit's params)."""
+  def from_dict(
+      cls, data: Mapping[str, Any], law: str | laws_lib.Law, estimate: Mapping[str, float], *, source: str = "<dict>"
+  ) -> BootstrapResult:
+    """Rebuilds a result from :meth:`to_dict`'s section (``estimate``: the fit's params).
+
+    Reads sections of format 1 too (``extras.bootstrap`` with a count of
+    converged replicates) when every replicate converged; one with a smaller
+    count cannot say which replicates to leave out and is refused. A section
+    without ``converged`` (written by hand) counts every replicate as converged.
+    """
     law = laws_lib.get(law)
+    fix = "re-create the fit with `jaxscale fit RUNS --bootstrap B --out FIT`"
     if not isinstance(data, Mapping) or "samples" not in data:
-      raise ValueError("not a bootstrap section: expected the `extras.bootstrap` object written by `jaxscale fit --bootstrap`")
-    samples = np.asarray(data["samples"], np.float64)
-    names = tuple(data.get("names", law.natural_names))
+      raise ValueError(f"{source}: not a bootstrap section: expected the `bootstrap` object written by `jaxscale fit --bootstrap`; {fix}")
+    try:
+      samples = np.asarray(data["samples"], np.float64)
+    except (TypeError, ValueError):
+      raise ValueError(f"{source}: bootstrap samples must be a B x P list of numbers; {fix}") from None
+    names = data.get("names", law.natural_names)
+    if not isinstance(names, Sequence) or isinstance(names, str):
+      raise ValueError(f"{source}: bootstrap names must be a list of parameter names, got {type(names).__name__}; {fix}")
+    names = tuple(names)
     if samples.ndim != 2 or samples.shape[1] != len(names) or set(names) != set(law.natural_names):
       raise ValueError(
-          f"bootstrap samples must be B x {len(law.natural_names)} ({', '.join(law.natural_names)}), got shape "
-          f"{samples.shape}; re-create the fit with `jaxscale fit --bootstrap B --out`"
+          f"{source}: bootstrap samples must be B x {len(law.natural_names)} ({', '.join(law.natural_names)}), got "
+          f"shape {samples.shape}; {fix}"
       )
+    count = len(samples)
+    flags = data.get("converged", None)
+    if flags is None:
+      converged = np.ones(count, bool)
+    elif isinstance(flags, bool) or isinstance(flags, (int, np.integer)):
+      # Format 1 kept the count only: "k converged" cannot say which k.
+      if int(flags) != count:
+        raise ValueError(
+            f"{source}: this fit file (format 1) records that {int(flags)} of {count} bootstrap replicates converged "
+            f"but not which ones, so the unconverged ones cannot be left out; {fix}"
+        )
+      converged = np.ones(count, bool)
+    else:
+      converged = np.asarray(flags)
+      if converged.shape != (count,) or converged.dtype != bool:
+        raise ValueError(f"{source}: bootstrap `converged` must be {count} true/false flags, one per replicate; {fix}")
     natural = {name: samples[:, i] for i, name in enumerate(names)}
     fit_samples = _to_fit_space(law, natural)
-    converged = np.zeros(len(samples), bool)
-    converged[: int(data.get("converged", len(samples)))] = True  # counts survive JSON, not which ones
+    n = data.get("n", count)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) != count:
+      raise ValueError(f"{source}: bootstrap `n` is {n!r} but it holds {count} replicates; {fix}")
+    method = str(data.get("method", "percentile"))
+    if method not in INTERVAL_METHODS:
+      raise ValueError(f"{source}: unknown bootstrap interval method {method!r}; use one of {', '.join(INTERVAL_METHODS)}")
+    cluster = data.get("cluster")
+    if cluster is not None and not isinstance(cluster, str):
+      raise ValueError(f"{source}: bootstrap `cluster` must be a column name or null, got {cluster!r}")
     return cls(
         law=law.name,
         names=names,
         samples=samples,
         fit_samples=fit_samples,
         estimate={k: float(v) for k, v in estimate.items()},
-        n=int(data.get("n", len(samples))),
+        n=count,
         seed=int(data.get("seed", 0)),
-        cluster=data.get("cluster"),
+        cluster=cluster,
         converged=converged,
-        method=str(data.get("method", "percentile")),
+        method=method,
     )
 
 
@@ -478,13 +579,17 @@ def refit_replicates(
   width_of = lambda width: len(devices) * math.ceil(width / len(devices))  # noqa: E731
 
   with fitting.precision(dtype) as float_dtype:
-    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, float_dtype)
-    data = dict(key=key, unit_of_run_R=jnp.asarray(unit_of_run), log_inputs=log_inputs, log_loss_R=log_loss_R, weights_R=weights_R)
+    log_inputs, log_loss_R, weights_R = fitting.prepare(law, runs, float_dtype, pad=True)
+    unit_of_run_R = fitting.pad_rows(unit_of_run, weights_R.shape[0], fill=0)  # padding rows weigh 0 whatever their unit
+    data = dict(
+        key=key, unit_of_run_R=jnp.asarray(unit_of_run_R), num_units=jnp.asarray(num_units, jnp.int32),
+        log_inputs=log_inputs, log_loss_R=log_loss_R, weights_R=weights_R,
+    )
     options = solver.SolverOptions(loss=loss, delta=float(delta), max_steps=int(steps_per_round), patience=3, ftol=1e-10)
     tolerance = GRADIENT_TOLERANCE[dtype]
 
     def refit(theta0, ids):
-      return _refit(law, theta0, ids, **data, options=options, num_units=num_units)
+      return _refit(law, theta0, ids, **data, options=options)
 
     warm = np.asarray([fit.fit_params[name] for name in law.param_names], np.float64)
     theta = np.tile(warm, (count, 1))
@@ -506,7 +611,7 @@ def refit_replicates(
 
     if pending.size and extra_starts:
       # The stragglers may sit in a poor basin: refit them from their current point and the best grid starts.
-      grid = law.starts(log_inputs)
+      grid = law.starts(runs.log_inputs(law.variables))  # placed from the runs, not the padding
       starts = _best_starts(
           law, jnp.asarray(grid, float_dtype), log_inputs, log_loss_R, weights_R,
           options=options, count=int(min(extra_starts, len(grid))),
@@ -515,7 +620,7 @@ def refit_replicates(
 
       def rescue(theta0, ids):
         return _refit_from_starts(
-            law, starts, theta0, ids, **data, options=rescue_options, num_units=num_units
+            law, starts, theta0, ids, **data, options=rescue_options
         )
 
       new_theta, new_objective, new_gradient = _in_chunks(
@@ -533,7 +638,7 @@ def refit_replicates(
 
 def bootstrap_result(law: laws_lib.Law, fit: fitting.FitResult, theta_BxP, converged_B, *, seed: int, cluster: str | None) -> BootstrapResult:
   """A :class:`BootstrapResult` from every replicate's fit-space parameters ``theta_BxP``."""
-  return BootstrapResult(
+  boot = BootstrapResult(
       law=law.name,
       names=tuple(law.natural_names),
       samples=_to_natural(law, theta_BxP),
@@ -544,30 +649,26 @@ def bootstrap_result(law: laws_lib.Law, fit: fitting.FitResult, theta_BxP, conve
       cluster=cluster,
       converged=np.asarray(converged_B, bool),
   )
+  if boot.unconverged_share > UNCONVERGED_WARN_SHARE:
+    warnings.warn(unconverged_message(boot), BootstrapWarning, stacklevel=3)
+  return boot
+
+
+def unconverged_message(boot: BootstrapResult) -> str:
+  """The warning for a bootstrap with many unconverged replicates, saying what to do."""
+  return (
+      f"only {boot.num_converged} of {boot.n} bootstrap replicates of law {boot.law!r} converged "
+      f"({boot.unconverged_share:.0%} did not); the intervals use those {boot.num_used} alone, which may be a "
+      "biased selection. The law may be unidentifiable from these runs (see `diagnose`); try a simpler law, more "
+      "runs, or more solver rounds (max_rounds, extra_starts)"
+  )
 
 
 # --- Fit files ------------------------------------------------------------------------------
 
 
 def attach(fit: fitting.FitResult, boot: BootstrapResult) -> fitting.FitResult:
-  """The fit with ``boot`` stored as ``extras["bootstrap"]`` (what ``jaxscale fit --bootstrap`` writes)."""
+  """The fit with ``boot`` as its typed ``fit.bootstrap`` (what ``jaxscale fit --bootstrap`` writes)."""
   if boot.law != fit.law:
     raise ValueError(f"cannot attach a bootstrap of law {boot.law!r} to a fit of law {fit.law!r}")
-  return dataclasses.replace(fit, extras={**fit.extras, "bootstrap": boot.to_dict()})
-
-
-def from_fit(fit: fitting.FitResult) -> BootstrapResult | None:
-  """The :class:`BootstrapResult` stored in a fit, or None when it has no bootstrap section."""
-  section = (fit.extras or {}).get("bootstrap")
-  if section is None:
-    return None
-  return BootstrapResult.from_dict(section, fit.law, fit.params)
-
-
-def samples_from_fit(fit: fitting.FitResult) -> dict[str, np.ndarray] | None:
-  """``{natural name: (B,) array}`` of a fit's bootstrap samples (failed replicates dropped), or None."""
-  boot = from_fit(fit)
-  if boot is None:
-    return None
-  finite = boot._finite()
-  return {name: finite[:, i] for i, name in enumerate(boot.names)}
+  return dataclasses.replace(fit, bootstrap=boot)

@@ -53,8 +53,9 @@ if TYPE_CHECKING:
   from jaxscale.model import ModelConfig
 
 # The size ladder: name -> (d_model, n_layers, n_heads), with d_ff = 4 * d_model.
-# Non-embedding parameters run from ~3k to ~3.1M (see `count_params`).
+# Non-embedding parameters run from ~0.8k to ~3.1M (see `count_params`).
 SIZE_LADDER: dict[str, tuple[int, int, int]] = {
+    "d8x1": (8, 1, 1),        # N ~ 0.8k
     "d16x1": (16, 1, 2),      # N ~ 3.1k
     "d32x1": (32, 1, 2),      # N ~ 12.4k
     "d32x2": (32, 2, 2),      # N ~ 24.7k
@@ -67,17 +68,34 @@ SIZE_LADDER: dict[str, tuple[int, int, int]] = {
 }
 
 DEFAULT_CONTEXT = 64
+# The lab's language (see jaxscale.quanta): 4,096 quanta with p_k ∝ k^-2, each a fixed
+# 10-byte continuation of a 2-byte key, closed by 4 random filler bytes. Its floor is
+# exact (1.4885 nats/token at context 64), the filler puts it where natural text's
+# lies, and a d48x2 model nears it within a CPU minute.
+LAB_CORPUS = "quanta:keys=4096,exponent=1,continuation=10,filler=4"
+LAB_BATCH_SIZE = 8  # small batches: more steps for the smallest budgets
+# A run's recorded loss is measured on 524k held-out tokens: near the floor the excess
+# lives in the few documents of quanta a model has not learned, and a small set counts
+# too few of them (65k tokens left 0.5% scatter between runs; this leaves ~0.15%). The
+# curve's earlier evaluations use 32k.
+LAB_EVAL_TOKENS = 32_768
+LAB_FINAL_EVAL_TOKENS = 524_288
+SEED_CORPUS = "quanta:keys=2048,exponent=0.1,continuation=14,filler=0,train_tokens=262144"
+
+
 CORPUS_VOCAB_SIZE = 256  # every built-in corpus: the Markov language and bytes
 
-PRESETS = ("quick", "demo")
+PRESETS = ("quick", "demo", "seed")
 
 RUNS_COLUMNS = (
     "run_id", "group", "size", "N", "N_total", "D", "C", "loss", "accuracy", "seed",
     "d_model", "n_layers", "n_heads", "d_ff", "context", "vocab", "lr", "batch_size",
-    "steps", "tokens_budget", "corpus", "entropy_rate", "wall_time_s",
+    "steps", "tokens_budget", "corpus", "entropy_rate", "loss_floor", "wall_time_s",
     "resumed_from_step")
 CURVES_COLUMNS = ("run_id", "group", "step", "tokens", "N", "C_so_far", "loss",
                   "accuracy")
+QUANTA_COLUMNS = ("run_id", "N", "D", "rank_lo", "rank_hi", "mass", "accuracy", "loss",
+                  "optimal_loss", "optimal_accuracy")
 
 
 def size_config(size: str | dict, *, vocab_size: int = CORPUS_VOCAB_SIZE,
@@ -138,10 +156,13 @@ class RunSpec:
   group: str | None = None
   eval_tokens: int = 16_384
   num_evals: int = 5
+  final_eval_tokens: int | None = None
 
   def to_dict(self) -> dict:
     fields = dataclasses.asdict(self)
     fields["model"] = self.model.to_dict()
+    if fields["final_eval_tokens"] is None:
+      del fields["final_eval_tokens"]  # plans written before the field keep their run_ids
     return fields
 
   @classmethod
@@ -164,7 +185,8 @@ class RunSpec:
 
     return TrainConfig(tokens=self.tokens, batch_size=self.batch_size,
                        learning_rate=self.learning_rate, seed=self.seed,
-                       num_evals=self.num_evals, eval_tokens=self.eval_tokens)
+                       num_evals=self.num_evals, eval_tokens=self.eval_tokens,
+                       final_eval_tokens=self.final_eval_tokens)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +218,7 @@ class Plan:
 
 
 def _run_spec(config, tokens, *, seed, corpus, group, learning_rate, batch_size,
-              eval_tokens, num_evals) -> RunSpec:
+              eval_tokens, num_evals, final_eval_tokens=None) -> RunSpec:
   from jaxscale import train as train_lib
 
   lr = train_lib.default_learning_rate(config) if learning_rate is None else learning_rate
@@ -205,14 +227,16 @@ def _run_spec(config, tokens, *, seed, corpus, group, learning_rate, batch_size,
   train_lib.num_steps(tokens, batch, config.context)  # rejects a budget below one step
   return RunSpec(model=config, tokens=tokens, seed=int(seed), learning_rate=float(lr),
                  batch_size=int(batch), corpus=corpus, group=group,
-                 eval_tokens=int(eval_tokens), num_evals=int(num_evals))
+                 eval_tokens=int(eval_tokens), num_evals=int(num_evals),
+                 final_eval_tokens=None if final_eval_tokens is None else int(final_eval_tokens))
 
 
 def grid_plan(sizes: Sequence[str | dict], token_budgets: Sequence[float], *,
-              name: str = "grid", corpus: str = "synthetic",
+              name: str = "grid", corpus: str = LAB_CORPUS,
               context: int = DEFAULT_CONTEXT, seeds: Sequence[int] = (0,),
               learning_rate: float | None = None, batch_size: int | None = None,
-              eval_tokens: int = 16_384, num_evals: int = 5) -> Plan:
+              eval_tokens: int = 16_384, num_evals: int = 5,
+              final_eval_tokens: int | None = None) -> Plan:
   """Every size trained on every token budget, for every seed.
 
   ``learning_rate`` and ``batch_size`` default to the size rules of
@@ -225,7 +249,8 @@ def grid_plan(sizes: Sequence[str | dict], token_budgets: Sequence[float], *,
       for seed in seeds:
         runs.append(_run_spec(config, tokens, seed=seed, corpus=corpus, group=None,
                               learning_rate=learning_rate, batch_size=batch_size,
-                              eval_tokens=eval_tokens, num_evals=num_evals))
+                              eval_tokens=eval_tokens, num_evals=num_evals,
+                              final_eval_tokens=final_eval_tokens))
   return Plan(name=name, runs=tuple(runs))
 
 
@@ -235,11 +260,11 @@ def budget_label(compute: float) -> str:
 
 def isoflop_plan(compute_budgets: Sequence[float],
                  sizes: Sequence[str | dict] | Mapping[float, Sequence[str | dict]], *,
-                 name: str = "isoflop", corpus: str = "synthetic",
+                 name: str = "isoflop", corpus: str = LAB_CORPUS,
                  context: int = DEFAULT_CONTEXT, seeds: Sequence[int] = (0,),
                  learning_rate: float | None = None, batch_size: int | None = None,
                  eval_tokens: int = 16_384, num_evals: int = 5,
-                 min_steps: int = 1) -> Plan:
+                 min_steps: int = 1, final_eval_tokens: int | None = None) -> Plan:
   """For each compute budget C, every size with ``D = C / flops_per_token(size)``.
 
   ``sizes`` is one list for every budget, or ``{C: sizes}`` so the sizes can move
@@ -268,7 +293,7 @@ def isoflop_plan(compute_budgets: Sequence[float],
         kept.append(_run_spec(config, tokens, seed=seed, corpus=corpus,
                               group=budget_label(compute), learning_rate=learning_rate,
                               batch_size=batch_size, eval_tokens=eval_tokens,
-                              num_evals=num_evals))
+                              num_evals=num_evals, final_eval_tokens=final_eval_tokens))
     if not kept:
       raise ValueError(
           f"compute budget C={compute:.3g} leaves every size below min_steps={min_steps}"
@@ -277,28 +302,50 @@ def isoflop_plan(compute_budgets: Sequence[float],
   return Plan(name=name, runs=tuple(runs))
 
 
-def make_plan(preset: str, corpus: str = "synthetic") -> Plan:
-  """A preset plan.
+def make_plan(preset: str, corpus: str | None = None) -> Plan:
+  """A preset plan on the lab language (or ``corpus``).
 
-  * ``quick`` -- about a minute on a 2-core CPU: 2 IsoFLOP budgets x 3 sizes.
-  * ``demo`` -- about five minutes in one process (3.5 with two workers): 4 IsoFLOP
-    budgets (3e10 to 1e12 FLOPs) x 5 sizes that move up with the budget, leaving out
-    runs shorter than 30 steps.
+  * ``quick`` -- about a minute on a 2-core CPU: the demo's runs at 3e10 and 1e11 FLOPs
+    and two at 3e11, 9 in all; a smoke test whose intervals are wide.
+  * ``demo`` -- under five minutes with two workers: 4 IsoFLOP budgets (3e10 to 1e12
+    FLOPs, 1.5 decades) x sizes from 0.8k to 0.33M parameters (2.6 decades) that move up
+    with the budget, every run at least 225 steps, two seeds at the two smallest budgets:
+    23 runs. The study holds out the largest budget and predicts it from the rest.
+  * ``seed`` -- the size experiment: models of 0.1M, 0.8M and 3.1M parameters trained
+    on the same 262k-token set for 4 epochs with the same batch, only the size changing.
+    Its language has 2,048 nearly equally frequent quanta (p_k ∝ k^-1.1) of 14 noiseless
+    bytes: every key recurs ~30 times in the four epochs, so what limits a model is how
+    many quanta it can hold, and accuracy can approach 1. (With the lab's p_k ∝ k^-2 a
+    0.1M model already holds nearly all that matters and the sizes tie at 0.97.)
   """
-  if preset == "quick":
-    return isoflop_plan([3e10, 1e11], ["d32x2", "d48x2", "d64x2"], name="quick",
-                        corpus=corpus, eval_tokens=8192, num_evals=4, min_steps=20)
-  if preset == "demo":
-    # The sizes move up with the budget so that every budget's best size lies inside
-    # the sizes it trains (the IsoFLOP parabolas then have interior minima).
-    sizes_by_budget = {
-        3e10: ["d16x1", "d32x1", "d32x2", "d48x2", "d64x2"],
-        1e11: ["d32x1", "d32x2", "d48x2", "d64x2", "d96x3"],
-        3e11: ["d32x1", "d32x2", "d48x2", "d64x2", "d96x3"],
-        1e12: ["d32x2", "d48x2", "d64x2", "d96x3", "d128x4"],
-    }
-    return isoflop_plan(list(sizes_by_budget), sizes_by_budget, name="demo", corpus=corpus,
-                        eval_tokens=8192, num_evals=5, min_steps=30)
+  if preset in ("quick", "demo"):
+    corpus = corpus or LAB_CORPUS
+    if preset == "quick":
+      sizes = {3e10: ["d8x1", "d16x1", "d32x1"], 1e11: ["d16x1", "d32x1", "d32x2", "d48x2"],
+               3e11: ["d32x1", "d32x2"]}
+      seeded = {}
+    else:
+      # The sizes move up with the budget so that every budget's best size lies inside
+      # the sizes it trains, and the smallest models are also trained far past their
+      # optimum (d8x1 at 3e10, d16x1 at 3e11), where their loss measures their
+      # capacity: without those runs the law cannot tell E from a slowly decaying N term.
+      sizes = {3e10: ["d8x1", "d16x1", "d32x1"],
+               1e11: ["d16x1", "d32x1", "d32x2", "d48x2"],
+               3e11: ["d16x1", "d32x1", "d32x2", "d48x2", "d64x2"],
+               1e12: ["d32x2", "d48x2", "d64x2", "d96x3"]}
+      seeded = {c: sizes[c] for c in (3e10, 1e11)}
+    common = dict(name=preset, corpus=corpus, eval_tokens=LAB_EVAL_TOKENS,
+                  final_eval_tokens=LAB_FINAL_EVAL_TOKENS, num_evals=4,
+                  batch_size=LAB_BATCH_SIZE, min_steps=100)
+    plan = isoflop_plan(list(sizes), sizes, **common)
+    if seeded:
+      extra = isoflop_plan(list(seeded), seeded, seeds=[1], **common)
+      plan = Plan(name=preset, runs=plan.runs + extra.runs)
+    return plan
+  if preset == "seed":
+    return grid_plan(["d64x2", "d128x4", "d256x4"], [4 * 262_144], name="seed",
+                     corpus=corpus or SEED_CORPUS, batch_size=16, eval_tokens=LAB_EVAL_TOKENS,
+                     final_eval_tokens=LAB_FINAL_EVAL_TOKENS, num_evals=4)
   raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS} or pass a JSON"
                    " config file.")
 
@@ -335,7 +382,7 @@ def plan_from_config(path: str | os.PathLike, corpus: str | None = None) -> Plan
     raise ValueError(f"config file {str(path)!r} needs exactly one of 'isoflop_budgets'"
                      " or 'token_budgets'.")
   common = dict(name=config.get("name", os.path.splitext(os.path.basename(path))[0]),
-                corpus=corpus or config.get("corpus", "synthetic"),
+                corpus=corpus or config.get("corpus", LAB_CORPUS),
                 context=config.get("context", DEFAULT_CONTEXT),
                 seeds=config.get("seeds", [0]),
                 learning_rate=config.get("learning_rate"),
@@ -359,7 +406,7 @@ def resolve_plan(plan: Plan | str, corpus: str | None = None) -> Plan:
     return plan if corpus is None else _with_corpus(plan, corpus)
   if isinstance(plan, str):
     if plan in PRESETS:
-      return make_plan(plan, corpus or "synthetic")
+      return make_plan(plan, corpus)
     if plan.endswith(".json") or os.path.isfile(plan):
       return plan_from_config(plan, corpus)
   raise ValueError(f"expected a Plan, a preset name {PRESETS} or a JSON config path,"
@@ -765,12 +812,16 @@ def _train_unclaimed(plan: Plan, out_dir: str, display: Progress, settings: dict
             checkpointer=checkpointer, on_step=step_hook)
     finally:
       checkpointer.close()
+    quanta_rows = [_quanta_rows(one, result, data) for one, result in zip(specs, results)]
     with _file_lock(os.path.join(out_dir, ".records.lock")):
-      for one, result in zip(specs, results):
+      for one, result, ranks in zip(specs, results, quanta_rows):
         # Curves first: a crash before runs.csv is written retrains the run, and its
         # curve rows are then replaced, never duplicated.
         _replace_rows(os.path.join(out_dir, "curves.csv"), CURVES_COLUMNS, one.run_id,
                       _curve_rows(one, result))
+        if ranks:
+          _replace_rows(os.path.join(out_dir, "quanta.csv"), QUANTA_COLUMNS, one.run_id,
+                        ranks)
         _replace_rows(os.path.join(out_dir, "runs.csv"), RUNS_COLUMNS, one.run_id,
                       [_run_row(one, result, data)])
       shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -781,6 +832,20 @@ def _train_unclaimed(plan: Plan, out_dir: str, display: Progress, settings: dict
           pass
     for index, one, result in zip(indices, specs, results):
       display.end_run(one, result, index)
+
+
+def _quanta_rows(spec: RunSpec, result, data) -> list[dict]:
+  """Per-quantum scores of a run on a quanta corpus (see jaxscale.quanta.score_by_rank)."""
+  from jaxscale import model as model_lib
+  from jaxscale import quanta
+  from jaxscale import train as train_lib
+
+  if not isinstance(data.source, quanta.QuantaSource) or result.params is None:
+    return []
+  logits_fn = train_lib.logits_function(spec.model, result.params)
+  n = model_lib.count_params(spec.model)["non_embedding"]
+  return [dict(run_id=spec.run_id, N=n, D=result.tokens, **row)
+          for row in quanta.score_by_rank(data.source, logits_fn, context=spec.model.context)]
 
 
 def _curve_rows(spec: RunSpec, result) -> list[dict]:
@@ -807,10 +872,23 @@ def _run_row(spec: RunSpec, result, data) -> dict:
       context=config.context, vocab=config.vocab_size, lr=spec.learning_rate,
       batch_size=spec.batch_size, steps=result.steps, tokens_budget=spec.tokens,
       corpus=spec.corpus, entropy_rate=data.entropy_rate,
+      loss_floor=data.loss_floor(config.context),
       wall_time_s=result.wall_time_s, resumed_from_step=result.resumed_from_step)
 
 
 # ------------------------------------------------------------------------- workers
+
+
+def worker_environment(environ: Mapping[str, str], *, accelerator: bool) -> dict[str, str]:
+  """The environment of a worker process: the parent's, with one Eigen thread per
+  process (the workers, not the threads, use the cores). The platform is the parent's:
+  forcing ``JAX_PLATFORMS=cpu`` here once made a GPU host's workers train on its CPU.
+  On an accelerator the workers share its memory instead of each preallocating it."""
+  env = dict(environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+  if accelerator:
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  return env
 
 
 def _run_workers(out_dir: str, workers: int, progress: bool, settings: dict,
@@ -818,11 +896,10 @@ def _run_workers(out_dir: str, workers: int, progress: bool, settings: dict,
   """Starts ``workers`` single-threaded worker processes on ``out_dir`` and waits."""
   import subprocess
 
+  import jax
+
   cores = usable_cores()
-  env = dict(os.environ)
-  # One Eigen thread per process: the workers, not the threads, use the cores.
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-  env["JAX_PLATFORMS"] = "cpu"
+  env = worker_environment(os.environ, accelerator=jax.default_backend() != "cpu")
   package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env["PYTHONPATH"] = os.pathsep.join(
       p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -889,10 +966,10 @@ def _worker_main(argv: Sequence[str]) -> int:
       os._exit(1)
 
   try:
-    from jaxscale import cli
+    from jaxscale import compilation_cache
     from jaxscale import model as model_lib
 
-    cli.enable_compilation_cache()
+    compilation_cache.enable()
     with open(os.path.join(args.out_dir, "plan.json")) as f:
       plan = Plan.from_dict(json.load(f))
     done = set(_read_csv(os.path.join(args.out_dir, "runs.csv"), RUNS_COLUMNS)["run_id"])

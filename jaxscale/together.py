@@ -31,12 +31,10 @@ in ``seed``, ``learning_rate``, ``warmup_fraction``, ``final_lr_fraction`` and
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxscale import model as model_lib
 from jaxscale import train as train_lib
@@ -78,27 +76,15 @@ def check_group(model_config: model_lib.ModelConfig,
   return total_steps
 
 
-_STEPS_CACHE: dict[tuple, train_lib.Steps] = {}
+def compiled_steps(model_config: model_lib.ModelConfig, graphdef=None,
+                   train_config: train_lib.TrainConfig | None = None) -> train_lib.Steps:
+  """The jitted, vmapped programs for a model shape (see :func:`jaxscale.train.compiled_steps`).
 
-
-def compiled_steps(model_config: model_lib.ModelConfig, graphdef,
-                   train_config: train_lib.TrainConfig) -> train_lib.Steps:
-  """The jitted, vmapped train and eval steps for a model shape, built once and cached.
-
-  ``train(params_K, opt_state_K, tokens_KxBxL1, lr_K) -> (params_K, opt_state_K,
-  loss_K)`` and ``evaluate(params_K, tokens_NxBxL1) -> (loss_K, accuracy_K)``, the
-  held-out batches shared by all runs. K is a shape, so jit compiles once per K.
+  ``train(params_K, opt_state_K, tokens_SxKxBxL1, lr_SxK, active_S)`` and
+  ``evaluate(params_K, tokens_NxBxL1) -> (loss_K, accuracy_K)``, the held-out batches
+  shared by all runs. K is a shape, so jit compiles once per K.
   """
-  key = (model_config, train_lib._optimizer_key(train_config))
-  if key in _STEPS_CACHE:
-    return _STEPS_CACHE[key]
-  train_step, eval_step = train_lib._step_functions(
-      graphdef, train_lib.make_optimizer(train_config))
-  steps = train_lib.Steps(
-      train=jax.jit(jax.vmap(train_step), donate_argnums=(0, 1)),
-      evaluate=jax.jit(jax.vmap(eval_step, in_axes=(0, None))))
-  _STEPS_CACHE[key] = steps
-  return steps
+  return train_lib.compiled_steps(model_config, graphdef, train_config, stacked=True)
 
 
 def init_state(model_config: model_lib.ModelConfig,
@@ -147,82 +133,7 @@ def train_together(model_config: model_lib.ModelConfig,
     >>> [r.steps for r in results]
     [64, 64]
   """
-  total_steps = check_group(model_config, train_configs)
-  if model_config.vocab_size != corpus.vocab_size:
-    raise ValueError(
-        f"ModelConfig.vocab_size={model_config.vocab_size} does not match corpus"
-        f" {corpus.name!r} vocab_size={corpus.vocab_size}; build the model with"
-        f" vocab_size={corpus.vocab_size}.")
-  first = train_configs[0]
-  context, batch_size = model_config.context, first.batch_size
-  tokens_per_step = batch_size * context
-  warmup_steps_K = [max(1, round(config.warmup_fraction * total_steps))
-                    for config in train_configs]
-  evals_at = train_lib.eval_points(total_steps, first.num_evals)
-  config_dicts = [config.to_dict() for config in train_configs]
-
-  graphdef, params, opt_state = init_state(model_config, train_configs)
-  steps = compiled_steps(model_config, graphdef, first)
-  heldout_NxBxL1 = train_lib.eval_batches(corpus, context, first.eval_tokens)
-
-  start_step, curves, previous_wall = 0, [[] for _ in train_configs], 0.0
-  treedef = jax.tree.structure((params, opt_state))
-  if checkpointer is not None:
-    restored = _restore(checkpointer, jax.tree.leaves((params, opt_state)), config_dicts)
-    if restored is not None:
-      start_step, leaves, meta = restored
-      params, opt_state = jax.tree.unflatten(treedef, leaves)
-      curves = [list(curve) for curve in meta["curves"]]
-      previous_wall = float(meta["wall_time_s"])
-
-  started = time.monotonic()
-  for step in range(start_step, total_steps):
-    tokens_KxBxL1 = np.stack([
-        corpus.batch("train", step, batch_size=batch_size, context=context,
-                     seed=config.seed) for config in train_configs])
-    lr_K = np.array([
-        train_lib.learning_rate_at(step, peak=config.learning_rate,
-                                   warmup_steps=warmup_steps,
-                                   total_steps=total_steps,
-                                   final_fraction=config.final_lr_fraction)
-        for config, warmup_steps in zip(train_configs, warmup_steps_K)], np.float32)
-    params, opt_state, loss_K = steps.train(params, opt_state, tokens_KxBxL1, lr_K)
-    done = step + 1
-    if on_step is not None:
-      on_step(train_lib.StepInfo(done, total_steps, tokens_per_step, loss_K))
-    if done in evals_at:
-      eval_loss_K, eval_accuracy_K = jax.device_get(
-          steps.evaluate(params, heldout_NxBxL1))
-      for curve, loss, accuracy in zip(curves, eval_loss_K, eval_accuracy_K):
-        curve.append(dict(step=done, tokens=done * tokens_per_step, loss=float(loss),
-                          accuracy=float(accuracy)))
-    if checkpointer is not None and checkpointer.should_save(done, total_steps):
-      wall = previous_wall + time.monotonic() - started
-      checkpointer.save(done, jax.tree.leaves((params, opt_state)),
-                        dict(step=done, curves=curves, wall_time_s=wall,
-                             # Run k's batch i is corpus.batch(..., step=i, seed=seed_k):
-                             # every data stream resumes at next_batch.
-                             data_position=[dict(seed=config.seed, next_batch=done)
-                                            for config in train_configs],
-                             train_configs=config_dicts,
-                             model_config=model_config.to_dict()))
-  wall_time_s = previous_wall + time.monotonic() - started
-  return [train_lib.TrainResult(
-      loss=curve[-1]["loss"], accuracy=curve[-1]["accuracy"], steps=total_steps,
-      tokens=total_steps * tokens_per_step, curve=curve, wall_time_s=wall_time_s,
-      resumed_from_step=start_step) for curve in curves]
-
-
-def _restore(checkpointer: train_lib.RunCheckpointer, like_leaves: list,
-             config_dicts: list[dict]):
-  """The checkpointer's latest state, or None; ValueError if other runs wrote it."""
-  meta = checkpointer.latest_meta()
-  if meta is None:
-    return None
-  # Checked before the arrays are read: another group size would fail there with an
-  # error about shapes that does not say what to do.
-  if meta.get("train_configs") != config_dicts:
-    raise ValueError(
-        f"checkpoint in {checkpointer.directory} was written by different TrainConfigs"
-        " (or by a single run); delete that folder to start the group afresh.")
-  return checkpointer.restore(like_leaves)
+  check_group(model_config, train_configs)
+  state = init_state(model_config, train_configs)
+  return train_lib.train_loop(model_config, list(train_configs), corpus, state=state,
+                              stacked=True, checkpointer=checkpointer, on_step=on_step)

@@ -23,6 +23,7 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -58,6 +59,9 @@ class TrainConfig:
     b1, b2: Adam moment decays.
     num_evals: held-out evaluations, evenly spaced, the last at the final step.
     eval_tokens: held-out tokens (next-token targets) per evaluation.
+    final_eval_tokens: held-out tokens for the last evaluation, the run's recorded
+      loss (None: ``eval_tokens``). A large final set measures a loss close to its
+      floor precisely while the curve's evaluations stay cheap.
   """
 
   tokens: int
@@ -72,12 +76,18 @@ class TrainConfig:
   b2: float = 0.95
   num_evals: int = 5
   eval_tokens: int = 16_384
+  final_eval_tokens: int | None = None
 
   def __post_init__(self):
     for name in ("tokens", "batch_size", "num_evals", "eval_tokens"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+    if self.final_eval_tokens is not None and (
+        isinstance(self.final_eval_tokens, bool)
+        or not isinstance(self.final_eval_tokens, (int, np.integer)) or self.final_eval_tokens <= 0):
+      raise ValueError("TrainConfig.final_eval_tokens must be a positive int or None, got"
+                       f" {self.final_eval_tokens!r}.")
     if not self.learning_rate > 0:
       raise ValueError(
           f"TrainConfig.learning_rate must be positive, got {self.learning_rate!r}.")
@@ -167,7 +177,7 @@ def cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
 
 class Steps(NamedTuple):
   """The two compiled programs of one model shape."""
-  train: Callable  # (params, opt_state, tokens_BxL1, lr) -> (params, opt_state, loss)
+  train: Callable  # (params, opt_state, tokens_SxBxL1, lr_S, active_S) -> (params, opt_state, loss_S)
   evaluate: Callable  # (params, tokens_NxBxL1) -> (mean loss, mean accuracy)
 
 
@@ -211,23 +221,79 @@ def _optimizer_key(train_config: TrainConfig) -> tuple:
           train_config.weight_decay)
 
 
-_STEPS_CACHE: dict[tuple, Steps] = {}
+# Updates per dispatch. Tiny models are dispatch-bound on a CPU: one call that scans
+# over several steps (data and learning rates passed in as arrays) trains d16x1-d64x2
+# faster and changes no arithmetic (every step runs the same compiled body).
+STEPS_PER_CALL = 8
 
 
-def compiled_steps(model_config: model_lib.ModelConfig, graphdef,
-                   train_config: TrainConfig) -> Steps:
-  """The jitted train and eval steps for a model shape, built once and cached."""
-  key = (model_config, _optimizer_key(train_config))
-  if key in _STEPS_CACHE:
-    return _STEPS_CACHE[key]
-  train_step, eval_step = _step_functions(graphdef, make_optimizer(train_config))
-  steps = Steps(train=jax.jit(train_step, donate_argnums=(0, 1)),
-                evaluate=jax.jit(eval_step))
-  _STEPS_CACHE[key] = steps
-  return steps
+def _chunked(train_step: Callable) -> Callable:
+  """``train_step`` scanned over ``S`` steps; ``active_S`` masks the padding of a short
+  chunk (a skipped step leaves the state untouched and reports a zero loss)."""
+  def chunk(params, opt_state, tokens_SxBxL1, lr_S, active_S):
+    def body(state, xs):
+      tokens_BxL1, learning_rate, active = xs
+
+      def update(state):
+        params, opt_state, loss = train_step(*state, tokens_BxL1, learning_rate)
+        return (params, opt_state), loss
+
+      def skip(state):
+        return state, jnp.zeros_like(learning_rate)
+
+      return jax.lax.cond(active, update, skip, state)
+
+    (params, opt_state), loss_S = jax.lax.scan(
+        body, (params, opt_state), (tokens_SxBxL1, lr_S, active_S))
+    return params, opt_state, loss_S
+
+  return chunk
 
 
-_INIT_CACHE: dict[model_lib.ModelConfig, tuple] = {}
+@functools.lru_cache(maxsize=16)
+def _cached_steps(model_config: model_lib.ModelConfig, optimizer_key: tuple,
+                  stacked: bool) -> Steps:
+  clip_norm, b1, b2, weight_decay = optimizer_key
+  optimizer = make_optimizer(TrainConfig(tokens=1, batch_size=1, learning_rate=1.0,
+                                         clip_norm=clip_norm, b1=b1, b2=b2,
+                                         weight_decay=weight_decay))
+  graphdef = _graphdef(model_config)
+  train_step, eval_step = _step_functions(graphdef, optimizer)
+  if stacked:
+    train_step = jax.vmap(train_step)
+    eval_step = jax.vmap(eval_step, in_axes=(0, None))
+  return Steps(train=jax.jit(_chunked(train_step), donate_argnums=(0, 1)),
+               evaluate=jax.jit(eval_step))
+
+
+def compiled_steps(model_config: model_lib.ModelConfig, graphdef=None,
+                   train_config: TrainConfig | None = None, *,
+                   stacked: bool = False) -> Steps:
+  """The jitted train and eval programs for a model shape, built once and cached.
+
+  ``train(params, opt_state, tokens_SxBxL1, lr_S, active_S) -> (params, opt_state,
+  loss_S)`` runs up to S updates in one call; with ``stacked=True`` every argument has a
+  run axis after S (``tokens_SxKxBxL1``, ``lr_SxK``) and params lead with K. The cache
+  holds the 16 most recent shapes (``graphdef`` is implied by ``model_config``).
+  """
+  del graphdef
+  train_config = train_config or TrainConfig(tokens=1, batch_size=1, learning_rate=1.0)
+  return _cached_steps(model_config, _optimizer_key(train_config), stacked)
+
+
+@functools.lru_cache(maxsize=16)
+def _graphdef(model_config: model_lib.ModelConfig):
+  return nnx.graphdef(nnx.eval_shape(
+      lambda: model_lib.Transformer(model_config, rngs=nnx.Rngs(0))))
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_init(model_config: model_lib.ModelConfig):
+  def make(seed):
+    rngs = nnx.Rngs(jax.random.key(seed))
+    return nnx.split(model_lib.Transformer(model_config, rngs=rngs))[1]
+
+  return jax.jit(make)
 
 
 def init_state(model_config: model_lib.ModelConfig, train_config: TrainConfig):
@@ -236,18 +302,9 @@ def init_state(model_config: model_lib.ModelConfig, train_config: TrainConfig):
   Initialisation is jitted once per shape with the seed as an argument (eager NNX init
   dispatches one small program per layer, which costs seconds on CPU).
   """
-  if model_config not in _INIT_CACHE:
-    def make(seed):
-      rngs = nnx.Rngs(jax.random.key(seed))
-      return nnx.split(model_lib.Transformer(model_config, rngs=rngs))
-
-    graphdef = nnx.graphdef(nnx.eval_shape(
-        lambda: model_lib.Transformer(model_config, rngs=nnx.Rngs(0))))
-    _INIT_CACHE[model_config] = (graphdef, jax.jit(lambda seed: make(seed)[1]))
-  graphdef, init_params = _INIT_CACHE[model_config]
-  params = init_params(np.int32(train_config.seed))
+  params = _jitted_init(model_config)(np.int32(train_config.seed))
   opt_state = make_optimizer(train_config).init(params)
-  return graphdef, params, opt_state
+  return _graphdef(model_config), params, opt_state
 
 
 def eval_batches(corpus: Corpus, context: int, eval_tokens: int) -> np.ndarray:
@@ -280,6 +337,7 @@ class TrainResult:
   curve: list[dict]
   wall_time_s: float
   resumed_from_step: int = 0
+  params: Any = dataclasses.field(default=None, repr=False)  # the trained nnx.State
 
 
 class RunCheckpointer:
@@ -374,7 +432,8 @@ def train(model_config: model_lib.ModelConfig, train_config: TrainConfig, corpus
     corpus: where batches come from.
     checkpointer: if given, the run resumes from its latest checkpoint and saves new
       ones as it goes.
-    on_step: called after every update with a :class:`StepInfo`.
+    on_step: called for every update with a :class:`StepInfo` (in bursts: the trainer
+      runs up to :data:`STEPS_PER_CALL` updates per call).
 
   Returns:
     A :class:`TrainResult`: final held-out loss and accuracy, and the eval curve.
@@ -388,61 +447,140 @@ def train(model_config: model_lib.ModelConfig, train_config: TrainConfig, corpus
     >>> result.steps
     64
   """
+  state = init_state(model_config, train_config)
+  return train_loop(model_config, [train_config], corpus, state=state, stacked=False,
+                    checkpointer=checkpointer, on_step=on_step)[0]
+
+
+def check_vocab(model_config: model_lib.ModelConfig, corpus: Corpus) -> None:
   if model_config.vocab_size != corpus.vocab_size:
     raise ValueError(
         f"ModelConfig.vocab_size={model_config.vocab_size} does not match corpus"
         f" {corpus.name!r} vocab_size={corpus.vocab_size}; build the model with"
         f" vocab_size={corpus.vocab_size}.")
-  context, batch_size = model_config.context, train_config.batch_size
-  total_steps = num_steps(train_config.tokens, batch_size, context)
+
+
+def chunk_ends(start_step: int, total_steps: int, evals_at: list[int]) -> list[int]:
+  """Where each call of the chunked step stops: at multiples of STEPS_PER_CALL and at
+  every evaluation, counted from step 0, so a resumed run calls exactly as an
+  uninterrupted one does."""
+  stops = set(evals_at) | set(range(STEPS_PER_CALL, total_steps, STEPS_PER_CALL))
+  return sorted(stop for stop in stops | {total_steps} if stop > start_step)
+
+
+def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainConfig],
+               corpus: Corpus, *, state: tuple, stacked: bool,
+               checkpointer: RunCheckpointer | None = None,
+               on_step: Callable[[StepInfo], None] | None = None) -> list[TrainResult]:
+  """The one training loop: a solo run (``stacked=False``, one config) or K runs of one
+  shape whose state is stacked on a leading axis (:mod:`jaxscale.together`).
+
+  The runs must share their step count, batch size, evaluations and optimizer constants
+  (``together.check_group`` says so for K > 1). Each run reads its own data stream and
+  follows its own schedule.
+  """
+  check_vocab(model_config, corpus)
+  first = train_configs[0]
+  context, batch_size = model_config.context, first.batch_size
+  total_steps = num_steps(first.tokens, batch_size, context)
   tokens_per_step = batch_size * context
-  warmup_steps = max(1, round(train_config.warmup_fraction * total_steps))
-  evals_at = eval_points(total_steps, train_config.num_evals)
+  warmup_steps = [max(1, round(config.warmup_fraction * total_steps))
+                  for config in train_configs]
+  evals_at = eval_points(total_steps, first.num_evals)
+  config_dicts = [config.to_dict() for config in train_configs]
 
-  graphdef, params, opt_state = init_state(model_config, train_config)
-  steps = compiled_steps(model_config, graphdef, train_config)
-  heldout_NxBxL1 = eval_batches(corpus, context, train_config.eval_tokens)
+  _, params, opt_state = state
+  steps = compiled_steps(model_config, None, first, stacked=stacked)
+  heldout_NxBxL1 = eval_batches(corpus, context, first.eval_tokens)
+  final_NxBxL1 = (heldout_NxBxL1 if first.final_eval_tokens in (None, first.eval_tokens)
+                  else eval_batches(corpus, context, first.final_eval_tokens))
 
-  start_step, curve, previous_wall = 0, [], 0.0
+  start_step, curves, previous_wall = 0, [[] for _ in train_configs], 0.0
   treedef = jax.tree.structure((params, opt_state))
   if checkpointer is not None:
-    restored = checkpointer.restore(jax.tree.leaves((params, opt_state)))
+    restored = _restore(checkpointer, jax.tree.leaves((params, opt_state)), config_dicts)
     if restored is not None:
       start_step, leaves, meta = restored
-      if meta.get("train_config") != train_config.to_dict():
-        raise ValueError(
-            f"checkpoint in {checkpointer.directory} was written by a different"
-            " TrainConfig; delete that folder to start the run afresh.")
       params, opt_state = jax.tree.unflatten(treedef, leaves)
-      curve, previous_wall = list(meta["curve"]), float(meta["wall_time_s"])
+      curves = [list(curve) for curve in meta["curves"]]
+      previous_wall = float(meta["wall_time_s"])
 
-  started = time.monotonic()
-  for step in range(start_step, total_steps):
-    tokens_BxL1 = corpus.batch("train", step, batch_size=batch_size, context=context,
-                               seed=train_config.seed)
-    learning_rate = learning_rate_at(
-        step, peak=train_config.learning_rate, warmup_steps=warmup_steps,
-        total_steps=total_steps, final_fraction=train_config.final_lr_fraction)
-    params, opt_state, loss = steps.train(params, opt_state, tokens_BxL1,
-                                          np.float32(learning_rate))
-    done = step + 1
+  def batch_at(step):
+    batches = [corpus.batch("train", step, batch_size=batch_size, context=context,
+                            seed=config.seed) for config in train_configs]
+    return np.stack(batches) if stacked else batches[0]
+
+  def lr_at(step):
+    rates = [learning_rate_at(step, peak=config.learning_rate, warmup_steps=warmup,
+                              total_steps=total_steps,
+                              final_fraction=config.final_lr_fraction)
+             for config, warmup in zip(train_configs, warmup_steps)]
+    return np.asarray(rates if stacked else rates[0], np.float32)
+
+  def chunk_inputs(begin, end):
+    count = end - begin
+    padding = STEPS_PER_CALL - count
+    tokens = [batch_at(i) for i in range(begin, end)]
+    rates = [lr_at(i) for i in range(begin, end)]
+    return (np.stack(tokens + [np.zeros_like(tokens[0])] * padding),
+            np.stack(rates + [np.zeros_like(rates[0])] * padding),
+            np.arange(STEPS_PER_CALL) < count)
+
+  started, step = time.monotonic(), start_step
+  stops = chunk_ends(start_step, total_steps, evals_at)
+  inputs = chunk_inputs(step, stops[0]) if stops else None
+  for index, stop in enumerate(stops):
+    params, opt_state, loss_S = steps.train(params, opt_state, *inputs)
+    # The next chunk's batches are drawn while this one computes.
+    if index + 1 < len(stops):
+      inputs = chunk_inputs(stop, stops[index + 1])
     if on_step is not None:
-      on_step(StepInfo(done, total_steps, tokens_per_step, loss))
-    if done in evals_at:
-      eval_loss, eval_accuracy = steps.evaluate(params, heldout_NxBxL1)
-      curve.append(dict(step=done, tokens=done * tokens_per_step, loss=float(eval_loss),
-                        accuracy=float(eval_accuracy)))
-    if checkpointer is not None and checkpointer.should_save(done, total_steps):
+      loss_S = np.asarray(loss_S)
+      for i in range(stop - step):
+        on_step(StepInfo(step + i + 1, total_steps, tokens_per_step, loss_S[i]))
+    step = stop
+    if step in evals_at:
+      windows = final_NxBxL1 if step == total_steps else heldout_NxBxL1
+      eval_loss, eval_accuracy = jax.device_get(steps.evaluate(params, windows))
+      for curve, loss, accuracy in zip(curves, np.atleast_1d(eval_loss),
+                                       np.atleast_1d(eval_accuracy)):
+        curve.append(dict(step=step, tokens=step * tokens_per_step, loss=float(loss),
+                          accuracy=float(accuracy)))
+    if checkpointer is not None and checkpointer.should_save(step, total_steps):
       wall = previous_wall + time.monotonic() - started
-      checkpointer.save(done, jax.tree.leaves((params, opt_state)),
-                        dict(step=done, curve=curve, wall_time_s=wall,
-                             # Batch i is corpus.batch(..., step=i, seed=seed): the
-                             # data stream resumes at next_batch.
-                             data_position=dict(seed=train_config.seed, next_batch=done),
-                             train_config=train_config.to_dict(),
+      checkpointer.save(step, jax.tree.leaves((params, opt_state)),
+                        dict(step=step, curves=curves, wall_time_s=wall,
+                             # Run k's batch i is corpus.batch(..., step=i, seed=seed_k):
+                             # every data stream resumes at next_batch.
+                             data_position=[dict(seed=config.seed, next_batch=step)
+                                            for config in train_configs],
+                             train_configs=config_dicts,
                              model_config=model_config.to_dict()))
-  final = curve[-1]
-  return TrainResult(loss=final["loss"], accuracy=final["accuracy"], steps=total_steps,
-                     tokens=total_steps * tokens_per_step, curve=curve,
-                     wall_time_s=previous_wall + time.monotonic() - started,
-                     resumed_from_step=start_step)
+  wall_time_s = previous_wall + time.monotonic() - started
+  run_params = ([jax.tree.map(lambda leaf, k=k: leaf[k], params)
+                 for k in range(len(train_configs))] if stacked else [params])
+  return [TrainResult(loss=curve[-1]["loss"], accuracy=curve[-1]["accuracy"],
+                      steps=total_steps, tokens=total_steps * tokens_per_step, curve=curve,
+                      wall_time_s=wall_time_s, resumed_from_step=start_step,
+                      params=trained)
+          for curve, trained in zip(curves, run_params)]
+
+
+def logits_function(model_config: model_lib.ModelConfig, params) -> Callable:
+  """``tokens_BxL -> logits_BxLxV`` of a trained model (jitted), for scoring it."""
+  graphdef = _graphdef(model_config)
+  return jax.jit(lambda tokens_BxL: nnx.merge(graphdef, params)(tokens_BxL))
+
+
+def _restore(checkpointer: RunCheckpointer, like_leaves: list, config_dicts: list[dict]):
+  """The checkpointer's latest state, or None; ValueError if other runs wrote it."""
+  meta = checkpointer.latest_meta()
+  if meta is None:
+    return None
+  # Checked before the arrays are read: another group size would fail there with an
+  # error about shapes that does not say what to do.
+  if meta.get("train_configs") != config_dicts:
+    raise ValueError(
+        f"checkpoint in {checkpointer.directory} was written by different TrainConfigs"
+        " (another run, group or version); delete that folder to start afresh.")
+  return checkpointer.restore(like_leaves)

@@ -29,7 +29,7 @@ def test_band_contains_estimate_and_widens_with_extrapolation(boot_fit):
 def test_chunked_equals_unchunked(boot_fit):
   rng = np.random.default_rng(0)
   N, D = 10 ** rng.uniform(8, 12, 1000), 10 ** rng.uniform(9, 13, 1000)
-  samples = resampling.samples_from_fit(boot_fit)
+  samples = boot_fit.bootstrap.natural()
   whole = bands.predict("chinchilla", samples, {"N": N, "D": D}, chunk=1000)
   streamed = bands.predict("chinchilla", samples, {"N": N, "D": D}, chunk=96)  # 1000 is not a multiple
   np.testing.assert_allclose(streamed.quantiles, whole.quantiles, rtol=1e-12)

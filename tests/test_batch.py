@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxscale import batch, fitting, laws, resampling, runs as runs_lib
+from jaxscale import batch, devices, fitting, laws, resampling, runs as runs_lib
 from tests.conftest import CHINCHILLA_CSV
 
 # Three datasets with different exponents and sizes (so the batch needs padding).
@@ -90,7 +90,7 @@ def test_more_devices_than_available_is_an_error():
   with pytest.raises(ValueError, match=rf"--devices {available + 15} but only {available} devices are available"):
     batch.fit_many("chinchilla", [three_groups()], devices=available + 15)
   with pytest.raises(ValueError, match="--devices must be >= 1"):
-    batch.local_devices(0)
+    devices.local_devices(0)
 
 
 def test_map_sharded_pads_and_cuts_the_batch():
@@ -109,7 +109,7 @@ def one_device_bootstrap():
   """The sharded bootstrap on one device, the reference for 8 devices and for 2 processes."""
   data = runs_lib.read(CHINCHILLA_CSV).drop_highest_loss(5)
   fit = fitting.fit("chinchilla", data)
-  return fit, batch.bootstrap_sharded("chinchilla", data, fit=fit, devices=1, **BOOTSTRAP)
+  return fit, resampling.bootstrap("chinchilla", data, fit=fit, devices=1, **BOOTSTRAP)
 
 
 # Runs with 8 host devices, which JAX fixes at start-up: hence a subprocess.
@@ -117,12 +117,12 @@ EIGHT_DEVICES = textwrap.dedent(
     """
     import json, sys
     import jax
-    from jaxscale import batch, fitting, runs
+    from jaxscale import batch, fitting, resampling, runs
     from tests.test_batch import BOOTSTRAP, three_groups
     assert len(jax.local_devices()) == 8
     fits = batch.fit_by("chinchilla", three_groups(), "dataset", keep=16, devices=8)
     data = runs.read(sys.argv[1]).drop_highest_loss(5)
-    boot = batch.bootstrap_sharded("chinchilla", data, fit=fitting.FitResult.from_json(sys.argv[2]), devices=8, **BOOTSTRAP)
+    boot = resampling.bootstrap("chinchilla", data, fit=fitting.FitResult.from_json(sys.argv[2]), devices=8, **BOOTSTRAP)
     out = {"fits": {name: fit.fit_params for name, fit in fits.items()}, "samples": boot.samples.tolist(), "ci95": boot.ci95}
     print(json.dumps(out))
     """
@@ -147,14 +147,6 @@ def test_one_and_eight_host_devices_give_the_same_answers(tmp_path):
   np.testing.assert_allclose(out["samples"], boot.samples, rtol=1e-6)
   for name, interval in boot.ci95.items():
     np.testing.assert_allclose(out["ci95"][name], interval, rtol=1e-6)
-
-
-def test_sharded_bootstrap_is_the_librarys_bootstrap():
-  fit, boot = one_device_bootstrap()
-  reference = resampling.bootstrap("chinchilla", runs_lib.read(CHINCHILLA_CSV).drop_highest_loss(5), fit=fit, **BOOTSTRAP)
-  np.testing.assert_allclose(boot.samples, reference.samples, rtol=1e-9)
-  for name, interval in reference.ci95.items():
-    np.testing.assert_allclose(boot.ci95[name], interval, rtol=1e-9)
 
 
 def test_fit_by_on_the_command_line_prints_one_object_keyed_by_value(tmp_path, capsys):

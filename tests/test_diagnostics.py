@@ -59,14 +59,51 @@ def test_redundant_parameters_give_a_singular_jacobian():
   assert diagnostics.diagnose(fitting.fit("power_N", runs), runs) == []
 
 
+def with_bootstrap(fit, bounds, converged=None, count=200):
+  """The fit with a hand-made bootstrap whose replicates spread evenly (geometrically for coefficients) over ``bounds``.
+
+  A bound of 0 puts a fifth of the replicates at exactly 0 (an underflowed ``exp(e)``).
+  """
+  from jaxscale import resampling
+
+  columns = []
+  for name in ("E", "A", "B", "alpha", "beta"):
+    lo, hi = bounds[name]
+    column = np.geomspace(lo, hi, count) if name in ("A", "B") and lo > 0 else np.linspace(lo, hi, count)
+    columns.append(np.where(np.arange(count) % 5 == 0, 0.0, column) if lo == 0 else column)
+  section = {"samples": np.stack(columns, axis=1).tolist()}
+  if converged is not None:
+    section["converged"] = [bool(c) for c in converged]
+  boot = resampling.BootstrapResult.from_dict(section, "chinchilla", fit.params)
+  return resampling.attach(fit, boot)
+
+
+NARROW = {"E": [1.77, 1.87], "A": [285.0, 744.0], "B": [1042.0, 5810.0], "alpha": [0.317, 0.373], "beta": [0.331, 0.415]}
+
+
 def test_exploded_bootstrap_intervals_are_flagged(chinchilla):
   fit, runs = chinchilla
-  narrow = {"E": [1.77, 1.87], "A": [285.0, 744.0], "B": [1042.0, 5810.0], "alpha": [0.317, 0.373], "beta": [0.331, 0.415]}
-  assert diagnostics.diagnose(dataclasses.replace(fit, extras={"bootstrap": {"ci95": narrow}}), runs) == []
-  wide = {**narrow, "B": [10.0, 1e6], "beta": [0.1, 1.9]}
-  found = diagnostics.diagnose(dataclasses.replace(fit, extras={"bootstrap": {"ci95": wide}}), runs)
+  assert diagnostics.diagnose(with_bootstrap(fit, NARROW), runs) == []
+  wide = {**NARROW, "B": [10.0, 1e6], "beta": [0.1, 1.9]}
+  found = diagnostics.diagnose(with_bootstrap(fit, wide), runs)
   assert codes(found) == ["wide_intervals", "wide_intervals"]
   assert {d.details["param"] for d in found} == {"B", "beta"}
+
+
+def test_untrustworthy_bootstraps_are_flagged(chinchilla):
+  # The trial's case: E = 1.82 outside its interval [0, 1.3e-4], and most replicates unconverged.
+  fit, runs = chinchilla
+  collapsed = {**NARROW, "E": [0.0, 1.3e-4]}
+  converged = np.random.default_rng(0).permutation(200) < 78  # 39% converged, as in the trial (389 of 1,000)
+  found = diagnostics.diagnose(with_bootstrap(fit, collapsed, converged), runs)
+  assert codes(found) == ["unconverged_replicates", "estimate_outside_interval", "wide_intervals"]
+  assert found[0].severity == "warning" and "only 78 of 200" in found[0].message
+  assert "E = 1.817 lies outside its own 95% bootstrap interval [0, 0.0001" in found[1].message
+  assert "78 of 200 replicates (122 unconverged or failed, left out)" in found[1].message
+  assert "reaches down to 0" in found[2].message  # a lower bound of 0 is no longer skipped
+  # A few unconverged replicates are a note, not a warning.
+  few = diagnostics.diagnose(with_bootstrap(fit, NARROW, np.random.default_rng(1).permutation(200) >= 3), runs)
+  assert codes(few) == ["unconverged_replicates"] and few[0].severity == "info"
 
 
 def test_unconverged_fit_is_flagged(chinchilla):

@@ -121,6 +121,23 @@ def test_refits_of_the_same_shape_do_not_recompile():
   assert fitting.multistart._cache_size() == compiled
 
 
+def test_run_sets_of_new_sizes_reuse_the_compiled_fit(chinchilla_runs, chinchilla_fit):
+  # Padded to one bucket (rows of weight 0), the 240-run fit's program serves 97, 131 and 163 runs too.
+  from jaxscale import diagnostics
+
+  compiled = fitting.multistart._cache_size()
+  jacobians = diagnostics._residuals_and_jacobian._cache_size()
+  order = np.random.default_rng(0).permutation(len(chinchilla_runs))
+  for size in (97, 131, 163):
+    part = chinchilla_runs.subset(np.sort(order[:size]))
+    result = fitting.fit("chinchilla", part)
+    assert result.runs_used == size and result.converged
+    diagnostics.jacobian_spectrum(result, part)
+  assert fitting.multistart._cache_size() == compiled
+  assert diagnostics._residuals_and_jacobian._cache_size() <= max(jacobians, 1)
+  assert fitting.bucket_size(240) == fitting.bucket_size(97) == 256 and fitting.bucket_size(257) == 512
+
+
 def test_weights_drop_runs_exactly():
   truth = laws.preset("chinchilla", "besiroglu2024")
   data = simulate.simulate("chinchilla", truth, noise=0.01, seed=0)
@@ -196,3 +213,66 @@ def test_bad_settings_are_rejected(chinchilla_runs):
     fitting.fit("chinchilla", chinchilla_runs, dtype="float16")
   with pytest.raises(ValueError, match=r"starts must have shape \(S, 5\)"):
     fitting.fit("chinchilla", chinchilla_runs, starts=np.zeros((3, 4)))
+
+
+def test_fit_files_are_checked_when_loaded(chinchilla_fit):
+  good = chinchilla_fit.to_dict()
+  assert fitting.FitResult.from_dict(good) == chinchilla_fit
+  cases = {
+      "params E=nan must be finite": {**good, "params": {**good["params"], "E": float("nan")}},
+      r"params and fit_params disagree: params\['alpha'\] = 0.5": {**good, "params": {**good["params"], "alpha": 0.5}},
+      "field 'extras' must be an object, got str 'oops'": {**good, "extras": "oops"},
+      r"field 'law' must be a law name \(a string\), got list": {**good, "law": ["chinchilla"]},
+      "field 'converged' must be true or false": {**good, "converged": "yes"},
+      "fit_params of law 'chinchilla' must be a, b, e, alpha, beta": {**good, "fit_params": {"a": 1.0}},
+      "format 3 is newer": {**good, "version": 3},
+  }
+  for message, data in cases.items():
+    with pytest.raises(ValueError, match=message):
+      fitting.FitResult.from_dict(data, "fit.json")
+
+
+LAW_MODULE = '''
+import jax.numpy as jnp
+import jaxscale
+
+def log_loss(p, x):  # L = E + A / (N D)^gamma
+  return jnp.logaddexp(p["e"], p["a"] - p["gamma"] * (x["N"] + x["D"]))
+
+product = jaxscale.custom_law("product_cli", log_loss, variables=("N", "D"),
+                              start_grid={"e": [0.0, 0.5], "a": [5.0, 10.0], "gamma": [0.1, 0.3]})
+'''
+
+
+def test_a_custom_law_from_a_module_works_in_a_fresh_process(tmp_path):
+  import json
+  import os
+  import subprocess
+  import sys
+
+  from jaxscale import cli
+
+  (tmp_path / "my_laws.py").write_text(LAW_MODULE)
+  truth = {"e": np.log(1.8), "a": 9.0, "gamma": 0.17}
+  law = laws.load_module(str(tmp_path / "my_laws.py"))
+  assert law == ["product_cli"]
+  simulate.simulate("product_cli", truth, noise=0.0).frame.to_csv(tmp_path / "runs.csv", index=False)
+  fit_json = tmp_path / "fit.json"
+  code = cli.main(["fit", str(tmp_path / "runs.csv"), "--law", "product_cli", "--law-module",
+                   str(tmp_path / "my_laws.py"), "--out", str(fit_json)])
+  assert code == 0 and json.loads(fit_json.read_text())["law_module"] == str(tmp_path / "my_laws.py")
+  # A fresh process has never heard of the law: the fit file says where it lives.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(
+      [sys.executable, "-m", "jaxscale", "predict", "--fit", str(fit_json), "--N", "1e9", "--D", "2e10", "--format", "json"],
+      capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": root},
+  )
+  assert out.returncode == 0, out.stderr
+  predicted = json.loads(out.stdout)["points"][0]["loss"]
+  assert predicted == pytest.approx(1.8 + np.exp(9.0) / (1e9 * 2e10) ** 0.17, rel=1e-6)
+  # A module that reuses a built-in name is refused, as one clear error.
+  (tmp_path / "bad_laws.py").write_text(LAW_MODULE.replace('"product_cli"', '"chinchilla"'))
+  with pytest.raises(ValueError, match="'chinchilla' is a built-in law"):
+    laws.load_module(str(tmp_path / "bad_laws.py"))
+  with pytest.raises(ValueError, match="defines no law"):
+    laws.load_module("json")

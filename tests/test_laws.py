@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxscale
 from jaxscale import fitting, laws
 
 
@@ -99,3 +100,24 @@ def test_unknown_law_and_preset_are_clear_errors():
     laws.preset("chinchilla", "x")
   with pytest.raises(ValueError, match="breaks >= 1"):
     laws.broken("N", 0)
+
+
+def test_the_wrong_parameter_space_is_named():
+  law = laws.chinchilla
+  natural = laws.preset("chinchilla", "besiroglu2024")
+  inputs = {"N": [7e10, 1.4e11], "D": (1.4e12, 2.8e12)}  # lists and tuples are inputs too
+  with pytest.raises(ValueError, match=r"expected fit-space params \(a, b, e, alpha, beta\) but got natural-space params \(E, A, B, alpha, beta\).*from_natural"):
+    law.loss(natural, inputs)
+  with pytest.raises(ValueError, match=r"expected natural-space params \(E, A, B, alpha, beta\) but got fit-space"):
+    law.natural_loss(law.from_natural(natural), inputs)
+  with pytest.raises(ValueError, match="takes its inputs as a dict keyed by N, D"):
+    law.natural_loss(natural, ([7e10], [1.4e12]))
+  with pytest.raises(ValueError, match="takes its fit-space params as a dict"):
+    law.loss([1.0, 2.0, 0.5, 0.3, 0.3], inputs)
+  with pytest.raises(ValueError, match="reads inputs N, D; missing D"):
+    law.natural_loss(natural, {"N": [7e10]})
+  with jaxscale.precision("float64"):
+    loss = law.natural_loss(natural, inputs)
+  assert loss.dtype == jnp.float64 and loss.shape == (2,)
+  np.testing.assert_allclose(loss, [1.8172 + 482.01 / 7e10**0.3478 + 2085.43 / 1.4e12**0.3658,
+                                    1.8172 + 482.01 / 1.4e11**0.3478 + 2085.43 / 2.8e12**0.3658], rtol=1e-12)

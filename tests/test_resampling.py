@@ -52,19 +52,38 @@ def test_derived_exponents_sum_to_one_and_bracket_estimate(chinchilla_boot):
 
 @pytest.mark.slow  # 4,000 replicates: ~10 s on 2 idle cores, plus compilation
 def test_json_section_round_trips_through_fit_file(chinchilla_fit, chinchilla_boot, tmp_path):
-  fit = resampling.attach(chinchilla_fit, chinchilla_boot)
+  import dataclasses
+
+  # Which replicates converged survives the file, not just how many (format 1 kept the count only).
+  flags = np.random.default_rng(0).permutation(4000) >= 100
+  boot = dataclasses.replace(chinchilla_boot, converged=flags & chinchilla_boot.converged)
+  fit = resampling.attach(chinchilla_fit, boot)
   path = tmp_path / "fit.json"
   fit.to_json(path)
-  section = json.loads(path.read_text())["extras"]["bootstrap"]
+  data = json.loads(path.read_text())
+  section = data["bootstrap"]
+  assert "bootstrap" not in data["extras"] and data["version"] == 2
   assert section["n"] == 4000 and section["seed"] == 0 and section["cluster"] is None
   assert np.asarray(section["samples"]).shape == (4000, 5)
   again = fitting.FitResult.from_json(path)
-  samples = resampling.samples_from_fit(again)
-  np.testing.assert_allclose(samples["alpha"], chinchilla_boot.natural()["alpha"])
-  restored = resampling.from_fit(again)
-  for name, interval in chinchilla_boot.ci95.items():
-    assert restored.ci95[name] == pytest.approx(interval)
-  assert resampling.samples_from_fit(chinchilla_fit) is None
+  assert isinstance(again.bootstrap, resampling.BootstrapResult)
+  np.testing.assert_array_equal(again.bootstrap.converged, boot.converged)
+  np.testing.assert_allclose(again.bootstrap.natural()["alpha"], boot.natural()["alpha"])
+  assert again.bootstrap.num_used == boot.num_used <= 3900
+  for name, interval in boot.ci95.items():
+    assert again.bootstrap.ci95[name] == pytest.approx(interval)
+  # The unconverged replicates are left out of the intervals unless asked for.
+  everyone = boot.natural(include_unconverged=True)["alpha"]
+  assert len(everyone) == 4000 and len(boot.natural()["alpha"]) == boot.num_used
+  assert chinchilla_fit.bootstrap is None
+  # A format-1 file (extras.bootstrap with a count) still loads when every replicate converged...
+  old = {**data, "version": 1, "bootstrap": None, "extras": {"bootstrap": {**section, "converged": 4000}}}
+  del old["law_module"]
+  assert fitting.FitResult.from_dict(old).bootstrap.num_used == 4000
+  # ...and says why it cannot when some did not: the count does not say which.
+  old["extras"]["bootstrap"]["converged"] = 3900
+  with pytest.raises(ValueError, match="3900 of 4000 bootstrap replicates converged but not which"):
+    fitting.FitResult.from_dict(old)
 
 
 @pytest.mark.slow  # compiles the refit at two chunk widths

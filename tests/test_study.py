@@ -10,12 +10,13 @@ from jaxscale import runs as runs_lib
 # Three tiny shapes at two IsoFLOP budgets: the whole pipeline in seconds, not the presets' minutes.
 TINY_STUDY = {
     "name": "tiny-study",
+    "corpus": "quanta:keys=64,exponent=1,continuation=5,filler=2,train_tokens=65536",
     "sizes": [
         {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32},
         {"d_model": 24, "n_layers": 1, "n_heads": 2, "d_ff": 48},
         {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64},
     ],
-    "isoflop_budgets": [1e9, 3e9],
+    "isoflop_budgets": [1e9, 2e9, 3e9],
     "context": 32,
     "batch_size": 16,
     "eval_tokens": 2048,
@@ -35,19 +36,36 @@ def demo_folder(tmp_path_factory):
 
 
 def test_demo_writes_runs_fit_figures_and_report(demo_folder):
+  from jaxscale import corpus as corpus_lib
+
   runs = runs_lib.read(demo_folder / "runs.csv")
-  assert len(runs) == 6 and set(runs.frame["group"]) == {"C=1e+09", "C=3e+09"}
+  assert len(runs) == 9 and set(runs.frame["group"]) == {"C=1e+09", "C=2e+09", "C=3e+09"}
   fit = fitting.FitResult.from_json(demo_folder / "fit.json")
-  assert fit.law == "chinchilla" and fit.runs_used == 6
-  assert fit.extras["bootstrap"]["n"] == 64
-  for name in ("loss_vs_compute", "frontier", "isoflop", "bootstrap"):
+  assert fit.law == "chinchilla" and fit.runs_used == 9
+  assert fit.bootstrap.n == 64
+  for name in ("loss_vs_compute", "frontier", "isoflop", "bootstrap", "loss_and_accuracy",
+               "learning_curves", "quanta"):
     assert (demo_folder / f"{name}.png").stat().st_size > 5000, name
   report = (demo_folder / "report.md").read_text()
-  for section in ("## Fitted law", "## Irreducible loss vs the corpus's true entropy rate",
-                  "## Compute-optimal allocation", "## In plain words", "![frontier](frontier.png)"):
+  for section in ("## Fitted law", "## The fit against the truth", "## Held-out budget",
+                  "## Compute-optimal allocation", "## In plain words", "![frontier](frontier.png)",
+                  "| alpha |", "quanta theory"):
     assert section in report, section
-  # The report states the truth it is judged against: the synthetic language's exact entropy rate.
-  assert "1.8158 nats/token" in report and f"E = {fit.params['E']:.4f}" in report
+  # The report states the truth it is judged against: the language's exact floor.
+  floor = corpus_lib.load_corpus(TINY_STUDY["corpus"]).loss_floor(32)
+  assert f"**{floor:.4f}** nats/token" in report and f"E = {fit.params['E']:.4f}" in report
+  study = json.loads((demo_folder / "study.json").read_text())
+  assert study["truth"]["E"] == pytest.approx(floor) and study["truth"]["alpha"] == 1.0
+  assert study["truth"]["beta"] == pytest.approx(0.5)
+  assert study["fit"]["params"]["E"] == pytest.approx(fit.params["E"])
+  assert set(study["fit"]["ci95"]) == set(fit.params)
+  held = study["heldout"]
+  assert held["group"] == "C=3e+09" and len(held["runs"]) == 3
+  assert held["relative_error"] == pytest.approx(max(abs(r["relative_error"]) for r in held["runs"]))
+  assert isinstance(held["inside_band"], bool)
+  assert len(study["runs"]) == 9 and study["wall_s"] > 0
+  quanta = (demo_folder / "quanta.csv").read_text().splitlines()
+  assert quanta[0].startswith("run_id,N,D,rank_lo") and len(quanta) > 9
 
 
 def test_demo_rejects_a_missing_config_and_a_negative_bootstrap(tmp_path, capsys):
@@ -55,3 +73,21 @@ def test_demo_rejects_a_missing_config_and_a_negative_bootstrap(tmp_path, capsys
   assert cli.main(["demo", "--bootstrap", "-1", "--out", str(tmp_path / "o")]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert err == [f"error: config file {str(tmp_path / 'nope.json')!r} does not exist", "error: --bootstrap must be >= 0, got -1"]
+
+
+def test_the_demo_design_recovers_a_noiseless_law():
+  """On the demo preset's own (N, D) points, a law with the lab's parameters comes back."""
+  import numpy as np
+  import pandas as pd
+
+  from jaxscale import model as model_lib
+  from jaxscale import sweep
+
+  plan = sweep.make_plan("demo")
+  N = np.array([model_lib.count_params(s.model)["non_embedding"] for s in plan.runs], float)
+  D = np.array([s.tokens // (s.batch_size * 64) * s.batch_size * 64 for s in plan.runs], float)
+  truth = dict(E=1.4885, A=3.2, B=750.0, alpha=0.53, beta=0.73)
+  loss = truth["E"] + truth["A"] * N ** -truth["alpha"] + truth["B"] * D ** -truth["beta"]
+  fit = fitting.fit("chinchilla", runs_lib.from_frame(pd.DataFrame(dict(N=N, D=D, loss=loss))))
+  for name, value in truth.items():
+    assert fit.params[name] == pytest.approx(value, rel=1e-4), name

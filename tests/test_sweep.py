@@ -47,11 +47,20 @@ def test_presets_shape():
   assert len(quick.runs) >= 6
   assert len({sweep.size_name(s.model) for s in quick.runs}) >= 3
   groups = pd.Series([s.group for s in quick.runs]).value_counts()
-  assert len(groups) >= 2 and (groups >= 3).all()
-  demo = sweep.make_plan("demo", corpus="stdlib")
+  assert len(groups) >= 3 and (groups >= 2).all()
+  # What the lab issue asks of the demo's design: >= 16 runs, two decades of N, 1.5 of C,
+  # every run well past warm-up, the lab language by default.
+  demo = sweep.make_plan("demo")
+  N = [model_lib.count_params(s.model)["non_embedding"] for s in demo.runs]
+  C = [model_lib.flops_per_token(s.model) * s.tokens for s in demo.runs]
+  steps = [s.tokens // (s.batch_size * s.model.context) for s in demo.runs]
+  assert len(demo.runs) >= 16 and max(N) / min(N) >= 100 and max(C) / min(C) >= 10**1.45
+  assert min(steps) >= 200 and {s.corpus for s in demo.runs} == {sweep.LAB_CORPUS}
   demo_groups = pd.Series([s.group for s in demo.runs]).value_counts()
   assert len(demo_groups) >= 3 and (demo_groups >= 3).all()
-  assert {s.corpus for s in demo.runs} == {"stdlib"}
+  assert {s.corpus for s in sweep.make_plan("demo", corpus="stdlib").runs} == {"stdlib"}
+  sizes = [model_lib.count_params(s.model)["non_embedding"] for s in sweep.make_plan("seed").runs]
+  assert len(sizes) == 3 and 0.08e6 < sizes[0] < 0.12e6 and 2.5e6 < sizes[-1] < 3.5e6
   with pytest.raises(ValueError, match="unknown preset"):
     sweep.make_plan("huge")
 
@@ -197,7 +206,7 @@ def test_resumed_run_equals_uninterrupted_run(killed_and_resumed):
 
   out = killed_and_resumed["out"]
   spec = killed_and_resumed["plan"].runs[1]
-  reference = train_lib.train(spec.model, spec.train_config(), corpus_lib.load_corpus("synthetic"))
+  reference = train_lib.train(spec.model, spec.train_config(), corpus_lib.load_corpus(spec.corpus))
   curves = pd.read_csv(out / "curves.csv", dtype={"run_id": str})
   resumed = curves[curves["run_id"] == spec.run_id].sort_values("step")
   assert list(resumed["step"]) == [p["step"] for p in reference.curve]
@@ -302,7 +311,7 @@ def test_a_run_trained_by_a_worker_matches_one_trained_in_process(killed_workers
 
   spec = killed_workers["plan"].runs[0]
   reference = train_lib.train(spec.model, spec.train_config(),
-                              corpus_lib.load_corpus("synthetic"))
+                              corpus_lib.load_corpus(spec.corpus))
   runs = pd.read_csv(killed_workers["out"] / "runs.csv", dtype={"run_id": str})
   row = runs.set_index("run_id").loc[spec.run_id]
   # One thread may add in another order than two: equal up to float32 rounding.
@@ -371,3 +380,11 @@ def test_progress_logs_plain_lines_off_a_terminal(tmp_path):
   assert lines and "\r" not in stream.getvalue()
   assert lines[-1].startswith("run 1/1 d16x1") and "step 3/3" in lines[-1]
   assert "tok/s" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_workers_keep_the_parents_platform():
+  gpu = sweep.worker_environment({"JAX_PLATFORMS": "cuda", "XLA_FLAGS": "--x"}, accelerator=True)
+  assert gpu["JAX_PLATFORMS"] == "cuda" and gpu["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  assert gpu["XLA_FLAGS"] == "--x --xla_cpu_multi_thread_eigen=false"
+  cpu = sweep.worker_environment({}, accelerator=False)
+  assert "JAX_PLATFORMS" not in cpu and "XLA_PYTHON_CLIENT_PREALLOCATE" not in cpu

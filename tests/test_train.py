@@ -118,3 +118,30 @@ def test_size_rules():
   assert train_lib.default_learning_rate(small) > train_lib.default_learning_rate(big)
   assert train_lib.default_learning_rate(small) <= 1e-2
   assert train_lib.default_batch_size(small) <= train_lib.default_batch_size(big)
+
+
+def test_chunk_ends_are_fixed_by_the_absolute_step():
+  evals = train_lib.eval_points(20, 4)
+  assert train_lib.chunk_ends(0, 20, evals) == [5, 8, 10, 15, 16, 20]
+  assert train_lib.chunk_ends(10, 20, evals) == [15, 16, 20]  # a resume calls the same way
+
+
+def test_chunked_steps_equal_single_steps(corpus):
+  """The scanned program runs the same per-step arithmetic as one step per call."""
+  import jax
+  import numpy as np
+
+  config = _train_config(tokens=16 * 32 * 3)
+  graphdef, params, opt_state = train_lib.init_state(CONFIG, config)
+  steps = train_lib.compiled_steps(CONFIG, graphdef, config)
+  S = train_lib.STEPS_PER_CALL
+  tokens = np.stack([corpus.batch("train", i, batch_size=16, context=32, seed=0) for i in range(S)])
+  lr = np.full(S, 1e-3, np.float32)
+  copy = lambda tree: jax.tree.map(lambda x: x.copy(), tree)  # noqa: E731
+  _, _, all_at_once = steps.train(copy(params), copy(opt_state), tokens, lr, np.ones(S, bool))
+  p, o, losses = copy(params), copy(opt_state), []
+  for i in range(3):
+    active = np.arange(S) == 0
+    p, o, loss = steps.train(p, o, np.roll(tokens, -i, axis=0), np.roll(lr, -i), active)
+    losses.append(float(loss[0]))
+  np.testing.assert_allclose(losses, np.asarray(all_at_once[:3]), rtol=1e-6)

@@ -43,6 +43,22 @@ def load_runs(args: argparse.Namespace):
   return runs.drop_highest_loss(args.drop_highest)
 
 
+def add_law_module_argument(parser: argparse.ArgumentParser) -> None:
+  """``--law-module``: import a module of custom laws before the law is looked up."""
+  parser.add_argument(
+      "--law-module", default=None, metavar="MODULE",
+      help="import custom laws from my_laws.py or package.module[:attr] first (recorded in the fit file, so "
+      "predict, plot and allocate find the law later)",
+  )
+
+
+def load_law_module(args: argparse.Namespace) -> None:
+  if getattr(args, "law_module", None):
+    from jaxscale import laws
+
+    laws.load_module(args.law_module)
+
+
 def add_format_argument(parser: argparse.ArgumentParser, choices=("table", "json")) -> None:
   parser.add_argument("--format", choices=choices, default=choices[0], help="output format (default: %(default)s)")
 

@@ -18,7 +18,7 @@ def add_cli(subparsers) -> None:
       help="predict the loss at new N, D (or C) from a saved fit, with a bootstrap band",
       description=(
           "Predicts the loss of a fitted law at new points. With a fit saved by `jaxscale fit --bootstrap B --out`, "
-          "each prediction comes with the 95%% band over the bootstrap parameter sets. Several values per flag are "
+          "each prediction comes with the 95% band over the bootstrap parameter sets. Several values per flag are "
           "allowed (comma-separated or repeated); flags with one value broadcast. With --C and one of --N/--D the "
           "other follows from C = 6 N D."
       ),
@@ -27,6 +27,11 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--fit", required=True, metavar="FIT_JSON", help="a fit written by `jaxscale fit --out`")
   for variable, meaning in (("N", "parameters"), ("D", "tokens"), ("C", "training FLOPs"), ("U", "unique tokens")):
     parser.add_argument(f"--{variable}", action="append", default=[], metavar="VALUES", help=f"{meaning}; e.g. 7e10,1.4e11")
+  parser.add_argument(
+      "--interval", choices=("confidence", "prediction"), default=None,
+      help="confidence: where the mean law lies; prediction: where one new run's loss lands (adds run-to-run noise). "
+      "Default: the bootstrap band (a confidence band) when the fit has one",
+  )
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
@@ -84,7 +89,11 @@ def run(args) -> int:
   fit = fitting.FitResult.from_json(args.fit)
   law = fit.law_object
   points = query_points(law.variables, given)
-  band = bands.predict(fit, None, {v: points[v] for v in law.variables})
+  if args.interval:
+    from jaxscale import intervals
+
+    return intervals.print_prediction(fit, points, args.interval, args.format, [v for v in VARIABLES if v in points])
+  band = bands.predict(fit, inputs={v: points[v] for v in law.variables})
   shown = [v for v in VARIABLES if v in points]
   has_band = band.quantiles is not None
   note = None if has_band else "no band: the fit has no bootstrap section; re-create it with `jaxscale fit RUNS --bootstrap 4000 --out FIT`"
@@ -95,7 +104,10 @@ def run(args) -> int:
       row["loss"] = float(band.estimate[i])
       row["band95"] = [float(band.low[i]), float(band.high[i])] if has_band else None
       rows.append(row)
-    commands.print_json({"law": fit.law, "bootstrap_samples": band.num_samples, "points": rows, "note": note})
+    replicates = None if fit.bootstrap is None else fit.bootstrap.n
+    commands.print_json(
+        {"law": fit.law, "bootstrap_samples": band.num_samples, "bootstrap_replicates": replicates, "points": rows, "note": note}
+    )
     return 0
   header = shown + ["loss"] + (["95% band"] if has_band else [])
   rows = []
@@ -106,5 +118,6 @@ def run(args) -> int:
     rows.append(row)
   print(f"law  {fit.law}  ({law.formula})")
   print(commands.table(rows, header))
-  print(f"band over {band.num_samples} bootstrap parameter sets (2.5% to 97.5%)" if has_band else note)
+  print(f"95% confidence band for the mean law over the parameter sets of {fit.bootstrap.describe()} (2.5% to 97.5%; "
+        "--interval prediction for a new run)" if has_band else note)
   return 0

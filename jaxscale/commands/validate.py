@@ -29,17 +29,21 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--loss", choices=("huber", "mse"), default="huber", help="objective on log-loss residuals")
   parser.add_argument("--delta", type=commands.positive_float, default=1e-3, help="Huber threshold (default: %(default)s)")
   parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+  from jaxscale.commands import objective_args
+
+  objective_args.add_arguments(parser)
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
   from jaxscale import validation
+  from jaxscale.commands import objective_args
 
   runs = commands.load_runs(args)
   result = validation.validate(
       args.law, runs, holdout=args.holdout, train_on=args.train_on, min_runs=args.min_runs,
-      tolerance=args.tolerance, loss=args.loss, delta=args.delta, dtype=args.dtype,
+      tolerance=args.tolerance, loss=args.loss, delta=args.delta, dtype=args.dtype, **objective_args.options(args),
   )
   if args.format == "json":
     commands.print_json(result.to_dict())
@@ -52,15 +56,17 @@ def render(result) -> str:
   fmt = commands.format_number
   rows = [
       [f.label, fmt(f.C), str(f.train_runs), str(f.test_runs), f"{f.mean_absolute_error:.4f}", f"{100 * f.relative_error:.2f}%",
-       f"{100 * f.bias:+.2f}%", f"{100 * f.max_relative_error:.2f}%", "yes" if f.converged else "NO"]
+       f"{100 * f.bias:+.2f}%", f"{100 * f.max_relative_error:.2f}%", f"{100 * f.coverage:.0f}%",
+       "yes" if f.converged else "NO"]
       for f in result.folds
   ]
-  header = ["held out", "C", "train", "test", "MAE", "rel. error", "bias", "max rel.", "converged"]
+  header = ["held out", "C", "train", "test", "MAE", "rel. error", "bias", "max rel.", "in 95% PI", "converged"]
   lo, hi = result.band
   return "\n".join([
       f"law {result.law}: fit on {'smaller budgets' if result.train_on == 'smaller' else 'the other budgets'}, predict the held-out one",
       commands.table(rows, header),
       "",
       f"extrapolation error: {100 * result.relative_error:.2f}% mean relative (band across folds {100 * lo:.2f}% to "
-      f"{100 * hi:.2f}%), MAE {result.mean_absolute_error:.4f}",
+      f"{100 * hi:.2f}%), MAE {result.mean_absolute_error:.4f}; {100 * result.coverage:.0f}% of held-out runs inside "
+      f"their fold's 95% prediction interval (objective {result.objective})",
   ])

@@ -1,0 +1,258 @@
+"""A synthetic language of Zipf-weighted "quanta" whose scaling law is known.
+
+Text is a stream of fixed-length documents. Each document opens with a key of
+``key_bytes`` bytes naming one of ``num_keys`` sub-sources, drawn with probability
+``p_k ∝ k ** -(1 + exponent)`` by frequency rank k = 1, 2, ...; the rest of the document
+is that sub-source's own fixed continuation, each byte of which is replaced by a
+uniformly random byte with probability ``noise``. This is the construction of Hutter
+(2021, "Learning Curve Theory") and Michaud et al. (2023, "The Quantization Model of
+Neural Scaling"), with noise so that the floor sits where natural text's does.
+
+**The floor is exact.** Windows start at document boundaries, so the optimal predictor
+of the byte at position j of a document knows j. Key bytes are independent of earlier
+documents: their optimal loss is ``H(K_j | K_<j)`` under the key law. A continuation
+byte is known given the key up to the noise, whose entropy is ``h = -q log q - (V-1)
+(noise/V) log(noise/V)`` with ``q = 1 - noise + noise/V``. The mean over a window's
+targets of these per-position floors is :meth:`QuantaSource.loss_floor`.
+
+**The predicted exponents** (derivation in ``docs``-style prose, kept here):
+
+* A model that has learned the n most frequent quanta pays an excess loss on every
+  other document, so ``L - E ∝ sum_{k>n} p_k ∝ n ** -exponent`` (for n far below
+  ``num_keys``).
+* *Capacity-bound*: memorising one quantum costs a fixed number of parameters, so
+  ``n ∝ N`` and ``L - E ∝ N ** -alpha`` with ``alpha = exponent``.
+* *Data-bound*: a quantum is learned once it has been seen some fixed number of times
+  tau. After D tokens it has been seen ``D p_k / doc_length`` times, so ``n ∝
+  D ** (1 / (1 + exponent))`` and ``L - E ∝ D ** -beta`` with
+  ``beta = exponent / (1 + exponent)`` (Hutter 2021, Theorem 4's single-sample case).
+
+Real networks learn a quantum gradually and share parameters across quanta, so fitted
+exponents differ from these; the study report says by how much.
+
+Example:
+  >>> source = make_quanta_source(num_keys=64, exponent=1.0, continuation=6)
+  >>> corpus = source.corpus(train_tokens=8192, heldout_tokens=2048)
+  >>> corpus.alignment
+  8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+from jaxscale.corpus import Corpus
+
+VOCAB_SIZE = 256
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class QuantaSource:
+  """A Zipf mixture of fixed continuations; see the module docstring.
+
+  Attributes:
+    probabilities_K: p_k by frequency rank, summing to 1.
+    codes_KxB: the key bytes of each rank (a random bijection, so popular keys do not
+      share leading bytes).
+    continuations_KxC: each rank's continuation bytes.
+    noise: chance that a continuation byte is replaced by a uniform random byte.
+    exponent: a in ``p_k ∝ k ** -(1 + a)``.
+  """
+
+  probabilities_K: np.ndarray
+  codes_KxB: np.ndarray
+  continuations_KxC: np.ndarray
+  noise: float
+  exponent: float
+  filler: int = 0
+
+  @property
+  def num_keys(self) -> int:
+    return len(self.probabilities_K)
+
+  @property
+  def key_bytes(self) -> int:
+    return self.codes_KxB.shape[1]
+
+  @property
+  def doc_length(self) -> int:
+    return self.codes_KxB.shape[1] + self.continuations_KxC.shape[1] + self.filler
+
+  @property
+  def predicted_alpha(self) -> float:
+    return self.exponent
+
+  @property
+  def predicted_beta(self) -> float:
+    return self.exponent / (1.0 + self.exponent)
+
+  def position_floors(self) -> np.ndarray:
+    """Optimal loss (nats) of the byte at each position of a document, ``doc_length``."""
+    floors = []
+    for j in range(self.key_bytes):
+      floors.append(_prefix_entropy(self.probabilities_K, self.codes_KxB, j + 1)
+                    - _prefix_entropy(self.probabilities_K, self.codes_KxB, j))
+    q = 1.0 - self.noise + self.noise / VOCAB_SIZE
+    other = self.noise / VOCAB_SIZE
+    noise_entropy = -q * math.log(q) - ((VOCAB_SIZE - 1) * other * math.log(other)
+                                        if other > 0 else 0.0)
+    floors += [noise_entropy] * self.continuations_KxC.shape[1]
+    floors += [math.log(VOCAB_SIZE)] * self.filler
+    return np.asarray(floors)
+
+  def loss_floor(self, context: int) -> float:
+    """Lowest mean loss over the ``context`` targets of a window that starts a document.
+
+    Target i (1-based) of the window is the byte at document position
+    ``i mod doc_length``.
+    """
+    floors = self.position_floors()
+    return float(np.mean(floors[np.arange(1, context + 1) % self.doc_length]))
+
+  def sample(self, num_docs: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens, ranks)``: ``num_docs x doc_length`` uint8 bytes and each doc's rank."""
+    rng = np.random.default_rng(seed)
+    rank_D = rng.choice(self.num_keys, size=num_docs, p=self.probabilities_K)
+    continuation_DxC = self.continuations_KxC[rank_D].copy()
+    if self.noise > 0:
+      replace_DxC = rng.random(continuation_DxC.shape) < self.noise
+      continuation_DxC[replace_DxC] = rng.integers(
+          VOCAB_SIZE, size=int(replace_DxC.sum()), dtype=np.uint8)
+    filler_DxF = rng.integers(VOCAB_SIZE, size=(num_docs, self.filler), dtype=np.uint8)
+    tokens = np.concatenate([self.codes_KxB[rank_D], continuation_DxC, filler_DxF], axis=1)
+    return tokens, rank_D
+
+  def corpus(self, *, train_tokens: int = 8_388_608, heldout_tokens: int = 1_048_576,
+             row_docs: int = 64, seed: int = 0, name: str = "quanta") -> Corpus:
+    """Train and held-out rows of ``row_docs`` documents each, windows aligned to docs."""
+    rows = []
+    for split_seed, tokens in ((seed + 1, train_tokens), (seed + 2, heldout_tokens)):
+      docs = max(row_docs, -(-tokens // self.doc_length))
+      docs -= docs % row_docs
+      sampled, _ = self.sample(docs, seed=split_seed)
+      rows.append(sampled.reshape(docs // row_docs, row_docs * self.doc_length))
+    return Corpus(name=name, vocab_size=VOCAB_SIZE,
+                  entropy_rate=float(self.position_floors().mean()),
+                  train_RxT=rows[0], heldout_RxT=rows[1], alignment=self.doc_length,
+                  floor_fn=self.loss_floor, source=self)
+
+
+def _prefix_entropy(p_K: np.ndarray, codes_KxB: np.ndarray, length: int) -> float:
+  """Entropy of the first ``length`` key bytes under the key law."""
+  if length == 0:
+    return 0.0
+  packed_K = np.zeros(len(p_K), np.int64)
+  for j in range(length):
+    packed_K = packed_K * VOCAB_SIZE + codes_KxB[:, j]
+  _, inverse = np.unique(packed_K, return_inverse=True)
+  mass = np.bincount(inverse, weights=p_K)
+  mass = mass[mass > 0]
+  return float(-(mass * np.log(mass)).sum())
+
+
+def make_quanta_source(num_keys: int = 16_384, *, exponent: float = 0.5,
+                       continuation: int = 14, noise: float = 0.0, filler: int = 0,
+                       seed: int = 0) -> QuantaSource:
+  """A seeded quanta language.
+
+  Args:
+    num_keys: M, the number of sub-sources; keys take ``ceil(log256 M)`` bytes.
+    exponent: a > 0 in ``p_k ∝ k ** -(1 + a)``.
+    continuation: bytes after the key in every document, at least 1.
+    noise: chance in ``[0, 1)`` that a continuation byte is a uniform random byte.
+    filler: uniform random bytes closing every document: irreducible entropy
+      (``log 256`` each) that a model learns at once and that does not slow the
+      learning of the quanta, as noise inside the continuation does.
+    seed: fixes the codes and continuations.
+  """
+  if isinstance(num_keys, bool) or not isinstance(num_keys, (int, np.integer)) or num_keys < 1:
+    raise ValueError(f"num_keys must be an int >= 1 (the key space cannot be empty), got {num_keys!r}.")
+  if not (isinstance(exponent, (int, float)) and math.isfinite(exponent) and exponent > 0):
+    raise ValueError(f"exponent must be a positive number (p_k ∝ k^-(1+a) with a > 0), got {exponent!r}.")
+  if isinstance(continuation, bool) or not isinstance(continuation, (int, np.integer)) or continuation < 1:
+    raise ValueError(f"continuation must be an int >= 1 byte, got {continuation!r}.")
+  if not (isinstance(noise, (int, float)) and 0 <= noise < 1):
+    raise ValueError(f"noise must lie in [0, 1), got {noise!r}.")
+  if isinstance(filler, bool) or not isinstance(filler, (int, np.integer)) or filler < 0:
+    raise ValueError(f"filler must be an int >= 0 bytes, got {filler!r}.")
+  key_bytes = max(1, math.ceil(math.log(num_keys, VOCAB_SIZE) - 1e-12))
+  rng = np.random.default_rng(seed)
+  weights_K = np.arange(1, num_keys + 1, dtype=np.float64) ** -(1.0 + exponent)
+  codes = rng.choice(VOCAB_SIZE**key_bytes, size=num_keys, replace=False)
+  codes_KxB = np.stack([(codes // VOCAB_SIZE ** (key_bytes - 1 - j)) % VOCAB_SIZE
+                        for j in range(key_bytes)], axis=1).astype(np.uint8)
+  continuations_KxC = rng.integers(VOCAB_SIZE, size=(num_keys, continuation), dtype=np.uint8)
+  return QuantaSource(weights_K / weights_K.sum(), codes_KxB, continuations_KxC,
+                      float(noise), float(exponent), int(filler))
+
+
+@functools.lru_cache(maxsize=4)
+def quanta_corpus(num_keys: int = 16_384, *, exponent: float = 0.5, continuation: int = 14,
+                  noise: float = 0.0, filler: int = 0, seed: int = 0,
+                  train_tokens: int = 8_388_608, heldout_tokens: int = 1_048_576) -> Corpus:
+  """The lab's quanta corpus (cached per process)."""
+  source = make_quanta_source(num_keys, exponent=exponent, continuation=continuation,
+                              noise=noise, filler=filler, seed=seed)
+  return source.corpus(train_tokens=train_tokens, heldout_tokens=heldout_tokens, seed=seed)
+
+
+# Rank buckets for per-quantum metrics: 1, 2-3, 4-7, ... (powers of two).
+def rank_buckets(num_keys: int) -> list[tuple[int, int]]:
+  """``[(lo, hi), ...]`` 1-based inclusive rank ranges, doubling in width."""
+  buckets, lo = [], 1
+  while lo <= num_keys:
+    hi = min(2 * lo - 1, num_keys)
+    buckets.append((lo, hi))
+    lo = hi + 1
+  return buckets
+
+
+def score_by_rank(source: QuantaSource, logits_fn, *, context: int, num_docs: int = 8192,
+                  seed: int = 7, batch_size: int = 64) -> list[dict]:
+  """Held-out accuracy and loss on continuation bytes, by key-rank bucket.
+
+  ``logits_fn(tokens_BxL) -> logits_BxLxV`` is the trained model. Documents are fresh
+  samples (seeded), packed into document-aligned windows of ``context + 1`` tokens; a
+  continuation byte counts toward its own document's rank. Returns one dict per bucket:
+  ``rank_lo, rank_hi, mass`` (the bucket's share of documents), ``accuracy``,
+  ``loss``, ``optimal_loss`` (the noise entropy: what a model that knows the quantum
+  pays) and ``optimal_accuracy``.
+  """
+  tokens_DxT, rank_D = source.sample(num_docs, seed=seed)
+  per_window = -(-(context + 1) // source.doc_length)
+  windows = num_docs // per_window
+  stream_WxT = tokens_DxT[:windows * per_window].reshape(windows, -1)[:, :context + 1]
+  rank_WxT = np.repeat(rank_D[:windows * per_window], source.doc_length).reshape(
+      windows, -1)[:, :context + 1]
+  position_T = np.arange(context + 1) % source.doc_length
+  correct, losses = [], []
+  for start in range(0, windows, batch_size):
+    tokens_BxL1 = stream_WxT[start:start + batch_size].astype(np.int32)
+    logits_BxLxV = np.asarray(logits_fn(tokens_BxL1[:, :-1]), np.float64)
+    targets_BxL = tokens_BxL1[:, 1:]
+    log_z = np.log(np.exp(logits_BxLxV - logits_BxLxV.max(-1, keepdims=True)).sum(-1)) \
+        + logits_BxLxV.max(-1)
+    target_logit = np.take_along_axis(logits_BxLxV, targets_BxL[..., None], -1)[..., 0]
+    losses.append(log_z - target_logit)
+    correct.append(logits_BxLxV.argmax(-1) == targets_BxL)
+  loss_WxL, correct_WxL = np.concatenate(losses), np.concatenate(correct)
+  is_continuation_L = ((position_T[1:] >= source.key_bytes)
+                       & (position_T[1:] < source.doc_length - source.filler))
+  rank_WxL = rank_WxT[:, 1:]
+  floors = source.position_floors()[source.key_bytes:source.doc_length - source.filler]
+  q = 1 - source.noise + source.noise / VOCAB_SIZE
+  rows = []
+  for lo, hi in rank_buckets(source.num_keys):
+    in_bucket = (rank_WxL >= lo - 1) & (rank_WxL <= hi - 1) & is_continuation_L[None, :]
+    if not in_bucket.any():
+      continue
+    rows.append(dict(rank_lo=lo, rank_hi=hi,
+                     mass=float(source.probabilities_K[lo - 1:hi].sum()),
+                     accuracy=float(correct_WxL[in_bucket].mean()),
+                     loss=float(loss_WxL[in_bucket].mean()),
+                     optimal_loss=float(floors[-1]), optimal_accuracy=float(q)))
+  return rows

@@ -1,0 +1,52 @@
+"""The public API: one name per function, every export resolves, no CLI code in the library."""
+
+import importlib
+
+import pytest
+
+import jaxscale
+
+
+def test_every_export_resolves():
+  for name in jaxscale.__all__:
+    assert getattr(jaxscale, name) is not None, name
+  assert jaxscale.precision is importlib.import_module("jaxscale.fitting").precision
+  assert jaxscale.load_runs is importlib.import_module("jaxscale.runs").load
+
+
+def test_one_name_per_function():
+  # The clashes the review found: a top-level `predict` beside FitResult.predict, read_runs beside load_runs.
+  for gone in ("predict", "read_runs"):
+    with pytest.raises(AttributeError):
+      getattr(jaxscale, gone)
+  batch = importlib.import_module("jaxscale.batch")
+  for alias in ("bootstrap_sharded", "local_devices", "batch_sharding", "run_by"):
+    assert not hasattr(batch, alias), alias
+
+
+def test_the_cli_and_the_sweep_do_not_import_each_other():
+  import ast
+  from pathlib import Path
+
+  package = Path(jaxscale.__file__).parent
+
+  def imported(module):
+    tree = ast.parse((package / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and node.module:
+        names |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+      elif isinstance(node, ast.Import):
+        names |= {alias.name for alias in node.names}
+    return names | {s.value for s in ast.walk(tree) if isinstance(s, ast.Constant) and s.value == "jaxscale.sweep"}
+
+  assert "jaxscale.sweep" not in imported("cli")
+  assert "jaxscale.cli" not in imported("sweep")
+  assert "jaxscale.commands" not in imported("batch") and "jaxscale.commands" not in imported("sweep")
+
+
+def test_strict_dtype_promotion_is_on_here():
+  import jax.numpy as jnp
+
+  with pytest.raises(Exception, match="strict"):
+    jnp.zeros(2, jnp.int32) + jnp.zeros(2, jnp.float32)
