@@ -16,6 +16,15 @@ a bad step falls back to bisection). Every loop has a fixed state shape, so one
 compiled program is ``vmap``-ped over budgets and over bootstrap parameter
 sets, and the frontier ``N*(C), D*(C)`` comes with bands.
 
+The optimum is itself differentiable: the optimal ``x*`` is the root of the
+slope along the curve, so its derivative also comes from the implicit function
+theorem, and :func:`allocate`, :func:`allocate_for_loss` and :func:`closed_form`
+work under ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (e.g. ``dN*/dalpha`` or
+``dN*/dC``). Called with concrete numbers they check their inputs, solve in
+float64 and return NumPy arrays; called with traced values (inside a JAX
+transformation) they skip the checks that need values, compute in the
+caller's precision and return JAX arrays, with NaN where infeasible.
+
 Costs are small pure functions of ``(log_N, log_D)`` returning log FLOPs,
 bundled with their numeric arguments in a :class:`Cost` (a pytree, so new
 numbers do not recompile) and composed with :func:`total`.
@@ -26,6 +35,11 @@ Example:
   >>> best = allocation.allocate("chinchilla", params, 5.76e23)
   >>> f"{float(best.N[0]):.3g} parameters, {float(best.D[0]):.3g} tokens"
   '7.22e+10 parameters, 1.33e+12 tokens'
+  >>> import jax
+  >>> with jax.enable_x64(True):
+  ...   dN_dalpha = jax.grad(lambda a: allocation.allocate("chinchilla", {**params, "alpha": a}, 5.76e23).N[0])(0.3478)
+  >>> f"{float(dN_dalpha):.3g}"
+  '-2.24e+12'
 
 References:
   Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models" (Eq. 4).
@@ -40,7 +54,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -60,12 +74,24 @@ R_STAR = _MUENNIGHOFF["R_star"]
 R_N_STAR = _MUENNIGHOFF["R_N_star"]
 # Safeguarded Newton: at most this many steps (bisection alone would reach 70 / 2^80 ~ 1e-23).
 MAX_ROOT_STEPS = 80
-# Stop once a Newton step moves log N or log D by less than this (about 1e-13 relative in N, D).
+# Stop once a Newton step moves log N or log D by less than this (about 1e-13 relative in N, D),
+# or by a few units in the last place where the precision is coarser (float32 under a caller's jit).
 STEP_TOLERANCE = 1e-13
-# A solution counts as feasible when the constraint holds to this, in log units.
+# A solution counts as feasible when the constraint holds to this, in log units (float64), or to
+# FEASIBILITY_ULPS units in the last place of the level (float32).
 FEASIBILITY_TOLERANCE = 1e-8
+FEASIBILITY_ULPS = 64
 # Stands in for "no cap on unique tokens" in the data-constrained law (log of ~1e304).
 NO_CAP_LOG_U = 700.0
+
+
+def _traced(*trees) -> bool:
+  """Whether any leaf is a JAX tracer: the call runs inside jit, vmap or grad."""
+  return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def _log(value):
+  return jnp.log(value) if _traced(value) else math.log(value)
 
 
 # --- Costs ---------------------------------------------------------------------------------
@@ -105,16 +131,16 @@ def _per_param(log_N, log_D, log_rate_times_tokens):
 
 def training(flops_per_param_token: float = 6.0) -> Cost:
   """Training FLOPs, ``6 N D`` (forward and backward pass, Kaplan et al. 2020)."""
-  if not flops_per_param_token > 0:
+  if not _traced(flops_per_param_token) and not flops_per_param_token > 0:
     raise ValueError(f"flops_per_param_token must be > 0, got {flops_per_param_token}")
-  return Cost(_per_param_token, math.log(flops_per_param_token))
+  return Cost(_per_param_token, _log(flops_per_param_token))
 
 
 def inference(tokens: float, flops_per_param_token: float = 2.0) -> Cost:
-  """Inference FLOPs over the model's life, ``2 N T`` for ``T`` tokens served."""
-  if not (tokens > 0 and flops_per_param_token > 0):
+  """Inference FLOPs over the model's life, ``2 N T`` for ``T`` tokens served (``T`` may be traced)."""
+  if not _traced(tokens, flops_per_param_token) and not (tokens > 0 and flops_per_param_token > 0):
     raise ValueError(f"inference tokens must be > 0, got {tokens} (leave the cost out for none)")
-  return Cost(_per_param, math.log(flops_per_param_token) + math.log(tokens))
+  return Cost(_per_param, _log(flops_per_param_token) + _log(tokens))
 
 
 @functools.lru_cache(maxsize=None)  # one function per combination, so jit caches stay warm
@@ -136,7 +162,7 @@ def total(*costs: Cost) -> Cost:
 
 def training_and_inference(inference_tokens: float | None) -> Cost:
   """``6 N D + 2 N T``: a model that will serve ``T`` tokens (``None``: training only)."""
-  if inference_tokens is None or inference_tokens == 0:
+  if inference_tokens is None or (not _traced(inference_tokens) and inference_tokens == 0):
     return training()
   return total(training(), inference(inference_tokens))
 
@@ -144,32 +170,66 @@ def training_and_inference(inference_tokens: float | None) -> Cost:
 # --- Results -------------------------------------------------------------------------------
 
 
-class Allocation(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Allocation:
   """Optimal allocations, batched over budgets (``K``) and parameter sets (``B``).
 
   Shapes are ``(K,)`` for one parameter set and ``(B, K)`` for ``B`` of them.
   Infeasible problems (a budget below one token on a one-parameter model, a
-  target loss below what the law can reach) hold NaN.
+  target loss below what the law can reach) hold NaN. A pytree (``law`` is
+  static), so it passes through ``jit`` and ``vmap``.
+
+  Attributes:
+    N: parameters, shape ``(..., K)``.
+    D: training tokens, shape ``(..., K)``.
+    loss: predicted loss at ``(N, D)``, shape ``(..., K)``.
+    compute: ``cost(N, D)`` in FLOPs, shape ``(..., K)``.
+    law: the name of the law that was solved. With a cap on unique tokens,
+      law ``chinchilla`` is solved as ``data_constrained`` and this says so.
   """
 
-  N: Any  # parameters, shape=(..., K)
-  D: Any  # training tokens, shape=(..., K)
-  loss: Any  # predicted loss at (N, D), shape=(..., K)
-  compute: Any  # cost(N, D) in FLOPs, shape=(..., K)
+  N: Any
+  D: Any
+  loss: Any
+  compute: Any
+  law: str = dataclasses.field(default="", metadata={"static": True})
 
   @property
   def tokens_per_param(self):
     return self.D / self.N
 
+  def as_dict(self) -> dict[str, Any]:
+    """``{"N", "D", "loss", "compute"}`` arrays (not ``law``)."""
+    return {"N": self.N, "D": self.D, "loss": self.loss, "compute": self.compute}
+
+  def __iter__(self):  # unpacks as (N, D, loss, compute), like the NamedTuple it was
+    return iter(self.as_dict().values())
+
+
+jax.tree_util.register_dataclass(Allocation, data_fields=["N", "D", "loss", "compute"], meta_fields=["law"])
+
 
 # --- Closed form ---------------------------------------------------------------------------
+
+
+def _closed_form_log(params, log_compute_K):
+  """``log N*, log D*`` and the loss for ``C = 6 N D``; pure JAX, broadcasting ``params[...]`` against ``K``."""
+  E, A, B, alpha, beta = (jnp.asarray(params[k])[..., None] for k in ("E", "A", "B", "alpha", "beta"))
+  log_G = (jnp.log(alpha) + jnp.log(A) - jnp.log(beta) - jnp.log(B)) / (alpha + beta)
+  log_units = log_compute_K - math.log(6.0)
+  log_N = log_G + beta / (alpha + beta) * log_units
+  log_D = alpha / (alpha + beta) * log_units - log_G
+  loss = E + jnp.exp(jnp.log(A) - alpha * log_N) + jnp.exp(jnp.log(B) - beta * log_D)
+  return log_N, log_D, loss
 
 
 def closed_form(params: Mapping[str, Any], compute) -> Allocation:
   """Chinchilla's closed-form optimum for ``C = 6 N D`` (Hoffmann et al. 2022, Eq. 4).
 
   ``N* = G (C/6)^(beta/(alpha+beta))``, ``D* = G^-1 (C/6)^(alpha/(alpha+beta))``,
-  ``G = (alpha A / (beta B))^(1/(alpha+beta))``.
+  ``G = (alpha A / (beta B))^(1/(alpha+beta))``, computed in log space. Works
+  under ``jit``, ``vmap`` and ``grad`` (then returns JAX arrays in the caller's
+  precision).
 
   Args:
     params: natural Chinchilla parameters ``E, A, B, alpha, beta`` (scalars or
@@ -177,7 +237,9 @@ def closed_form(params: Mapping[str, Any], compute) -> Allocation:
     compute: budget(s) in FLOPs, scalar or shape ``(K,)``.
 
   Returns:
-    An :class:`Allocation` of NumPy arrays, shape ``(K,)`` or ``(B, K)``.
+    An :class:`Allocation`, shape ``(K,)`` or ``(B, K)``: NumPy float64 arrays
+    for concrete inputs. Degenerate parameter sets (a bootstrap replicate with
+    ``alpha ~ 0``) give inf or NaN in their own rows.
 
   Example:
     >>> from jaxscale import laws
@@ -185,19 +247,27 @@ def closed_form(params: Mapping[str, Any], compute) -> Allocation:
     >>> round(float(best.tokens_per_param[0]), 1)
     18.4
   """
+  missing = [k for k in ("E", "A", "B", "alpha", "beta") if k not in params]
+  if missing:
+    raise ValueError(f"closed_form needs the natural chinchilla parameters E, A, B, alpha, beta; missing {', '.join(missing)}")
+  if _traced(params, compute):
+    compute_K = jnp.atleast_1d(compute)
+    log_N, log_D, loss = _closed_form_log(params, jnp.log(compute_K))
+    N, D = jnp.exp(log_N), jnp.exp(log_D)
+    return Allocation(N=N, D=D, loss=loss, compute=jnp.broadcast_to(compute_K, N.shape), law="chinchilla")
   compute_K = _budgets(compute, "compute")
-  E, A, B, alpha, beta = (np.asarray(params[k], np.float64)[..., None] for k in ("E", "A", "B", "alpha", "beta"))
-  # Degenerate parameter sets (a bootstrap replicate with alpha ~ 0 or A ~ 1e150) give inf or NaN
-  # in their own rows, which the bands then ignore; that is not worth a warning per call.
-  with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-    N = G * (compute_K / 6.0) ** (beta / (alpha + beta))
-    D = (compute_K / 6.0) ** (alpha / (alpha + beta)) / G
-    loss = E + A / N**alpha + B / D**beta
-  return Allocation(N=N, D=D, loss=loss, compute=np.broadcast_to(compute_K, N.shape))
+  with fitting.precision("float64"):
+    arrays = {k: jnp.asarray(np.asarray(params[k], np.float64)) for k in ("E", "A", "B", "alpha", "beta")}
+    log_N, log_D, loss = _closed_form_log(arrays, jnp.log(jnp.asarray(compute_K)))
+    N, D, loss = (np.asarray(v, np.float64) for v in (jnp.exp(log_N), jnp.exp(log_D), loss))
+  return Allocation(N=N, D=D, loss=loss, compute=np.broadcast_to(compute_K, N.shape), law="chinchilla")
 
 
 # --- The solver ----------------------------------------------------------------------------
+
+
+def _step_tolerance(x):
+  return jnp.maximum(STEP_TOLERANCE, 4 * jnp.finfo(jnp.result_type(x)).eps)
 
 
 def _increasing_root(fn: Callable, lo, hi, *, multiplicative: bool = False):
@@ -205,13 +275,16 @@ def _increasing_root(fn: Callable, lo, hi, *, multiplicative: bool = False):
 
   Newton steps (slope by forward-mode autodiff) inside a shrinking bracket,
   bisection whenever Newton would leave it. The state has a fixed shape, so the
-  loop ``vmap``s; batched lanes run until the slowest converges.
+  loop ``vmap``s; batched lanes run until the slowest converges. Not
+  differentiable itself (a ``while_loop``): :func:`_implicit_root` gives it a derivative.
 
   ``multiplicative=True`` takes Newton steps on ``exp(fn) - 1`` in ``exp(x)``
   instead, for ``fn`` a log-ratio such as ``log cost - log C``: the step is
   exact for costs affine in ``D`` (``6ND + 2NT``), where plain Newton in
   ``log D`` crawls about one unit per step across the flat region.
   """
+  lo, hi = jnp.asarray(lo, jnp.result_type(float)), jnp.asarray(hi, jnp.result_type(float))
+  tolerance = _step_tolerance(lo)
 
   def step(state):
     lo, hi, x, count, _ = state
@@ -224,7 +297,7 @@ def _increasing_root(fn: Callable, lo, hi, *, multiplicative: bool = False):
       newton = x - value / slope
     use_newton = jnp.isfinite(newton) & (newton >= lo) & (newton <= hi)
     x_next = jnp.where(use_newton, newton, 0.5 * (lo + hi))
-    done = (value == 0) | (jnp.abs(x_next - x) <= STEP_TOLERANCE * (1.0 + jnp.abs(x))) | (hi - lo <= STEP_TOLERANCE)
+    done = (value == 0) | (jnp.abs(x_next - x) <= tolerance * (1.0 + jnp.abs(x))) | (hi - lo <= tolerance)
     return lo, hi, x_next, count + 1, done
 
   def keep_going(state):
@@ -238,22 +311,45 @@ def _increasing_root(fn: Callable, lo, hi, *, multiplicative: bool = False):
   return x
 
 
+def _implicit_root(fn: Callable, solve: Callable) -> Callable:
+  """``root(args)`` with ``fn(root(args), args) = 0``, found by ``solve(args)``.
+
+  The root is a scalar or a 2-vector. Its derivative is the implicit function
+  theorem's ``-(dfn/dx)^-1 dfn/dargs``, so ``jvp``, ``grad`` and ``vmap`` pass
+  through the (non-differentiable) search without tracing it again. ``fn``
+  must hold no traced values outside ``args``.
+  """
+
+  @jax.custom_jvp
+  def root(args):
+    return solve(jax.lax.stop_gradient(args))
+
+  @root.defjvp
+  def root_jvp(primals, tangents):
+    (args,), (args_dot,) = primals, tangents
+    x = root(args)
+    _, fn_dot = jax.jvp(lambda a: fn(x, a), (args,), (args_dot,))
+    if x.ndim == 0:
+      return x, -fn_dot / jax.grad(fn)(x, args)
+    (a, b), (c, d) = jax.jacfwd(fn)(x, args)  # 2 x 2: inverted by hand, cheaper than a solver under vmap
+    determinant = a * d - b * c
+    return x, -jnp.stack([d * fn_dot[0] - b * fn_dot[1], a * fn_dot[1] - c * fn_dot[0]]) / determinant
+
+  return root
+
+
 def _constraint_curve(constraint: Callable) -> Callable:
   """``y(x, args)`` solving ``constraint(x, y, args) = 0``, differentiable by the implicit function theorem."""
 
-  @jax.custom_jvp
-  def curve(x, args):
-    return _increasing_root(lambda y: constraint(x, y, args), LOG_D_BOUNDS[0], LOG_D_BOUNDS[1], multiplicative=True)
+  def residual(y, x_args):
+    return constraint(x_args[0], y, x_args[1])
 
-  @curve.defjvp
-  def curve_jvp(primals, tangents):
-    x, args = primals
-    y = curve(x, args)
-    _, dh = jax.jvp(lambda x, args: constraint(x, y, args), (x, args), tangents)
-    dh_dy = jax.grad(constraint, argnums=1)(x, y, args)
-    return y, -dh / dh_dy
+  def solve(x_args):
+    x, args = x_args
+    return _increasing_root(lambda y: constraint(x, y, args), *LOG_D_BOUNDS, multiplicative=True)
 
-  return curve
+  root = _implicit_root(residual, solve)
+  return lambda x, args: root((x, args))
 
 
 def _minimize_on_curve(objective: Callable, constraint: Callable, args):
@@ -261,16 +357,32 @@ def _minimize_on_curve(objective: Callable, constraint: Callable, args):
 
   ``constraint`` must increase in ``x`` and ``y``; the objective must have one
   minimum along the curve. Returns ``(x, y, constraint residual)``.
+
+  The search runs along the curve ``y(x)``. The derivative of the optimum in
+  ``args`` comes from the implicit function theorem on the optimality
+  conditions ``f_x h_y - f_y h_x = 0`` (the objective's gradient is normal to
+  the constraint) and ``h = 0``: second derivatives of ``f`` and ``h`` at the
+  optimum, with no search traced again (exact where the minimum is interior).
   """
   curve = _constraint_curve(constraint)
-  x_min, x_max = LOG_N_BOUNDS
-  y_min, y_max = LOG_D_BOUNDS
-  # The curve runs from the smallest x (y at its ceiling) to the largest (y at its floor).
-  x_lo = _increasing_root(lambda x: constraint(x, y_max, args), x_min, x_max, multiplicative=True)
-  x_hi = _increasing_root(lambda x: constraint(x, y_min, args), x_min, x_max, multiplicative=True)
-  slope = jax.grad(lambda x: objective(x, curve(x, args), args))
-  x = _increasing_root(slope, x_lo, x_hi)
-  y = curve(x, args)
+
+  def solve(args):
+    x_min, x_max = LOG_N_BOUNDS
+    y_min, y_max = LOG_D_BOUNDS
+    # The curve runs from the smallest x (y at its ceiling) to the largest (y at its floor).
+    x_lo = _increasing_root(lambda x: constraint(x, y_max, args), x_min, x_max, multiplicative=True)
+    x_hi = _increasing_root(lambda x: constraint(x, y_min, args), x_min, x_max, multiplicative=True)
+    slope = jax.grad(lambda x: objective(x, curve(x, args), args))
+    x = _increasing_root(slope, x_lo, x_hi)
+    return jnp.stack([x, curve(x, args)])
+
+  def optimality(z, args):
+    f_x, f_y = jax.grad(objective, argnums=(0, 1))(z[0], z[1], args)
+    h_x, h_y = jax.grad(constraint, argnums=(0, 1))(z[0], z[1], args)
+    return jnp.stack([f_x * h_y - f_y * h_x, constraint(z[0], z[1], args)])
+
+  z = _implicit_root(optimality, solve)(args)
+  x, y = z[0], z[1]
   return x, y, constraint(x, y, args)
 
 
@@ -304,6 +416,20 @@ def _solve(law: laws_lib.Law, params_B: Mapping[str, Any], levels_K, cost: Cost,
   return jax.vmap(per_budget, in_axes=(0, None))(params_B, levels_K)
 
 
+def _feasible(residual, log_levels_K):
+  """Whether the constraint holds: to 1e-8 in float64, to a few ulps of the level in float32."""
+  eps = jnp.finfo(jnp.result_type(residual)).eps
+  return jnp.abs(residual) <= jnp.maximum(FEASIBILITY_TOLERANCE, FEASIBILITY_ULPS * eps * (1.0 + jnp.abs(log_levels_K)))
+
+
+def _allocation_of(law, natural_B, levels_K, cost, log_U, mode) -> tuple:
+  """The pure core: natural params ``{name: (B,)}`` and levels ``(K,)`` -> ``(N, D, loss, compute)``, each ``(B, K)``."""
+  log_levels_K = jnp.log(levels_K)
+  log_N, log_D, log_L, log_C, residual = _solve(law, law.from_natural(natural_B), log_levels_K, cost, log_U, mode=mode)
+  feasible = _feasible(residual, log_levels_K)
+  return tuple(jnp.where(feasible, jnp.exp(v), jnp.nan) for v in (log_N, log_D, log_L, log_C))
+
+
 # --- Public API ----------------------------------------------------------------------------
 
 
@@ -325,66 +451,81 @@ def _check_law(law: laws_lib.Law) -> None:
     )
 
 
-def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tokens, decay: Mapping[str, float]):
+def solved_law(law: str | laws_lib.Law, unique_tokens: float | None = None) -> str:
+  """The name of the law :func:`allocate` solves: ``data_constrained`` for ``chinchilla`` with a cap.
+
+  Example:
+    >>> solved_law("chinchilla", unique_tokens=1e11)
+    'data_constrained'
+  """
+  name = laws_lib.get(law).name
+  return "data_constrained" if name == "chinchilla" and unique_tokens is not None else name
+
+
+def _with_unique_tokens(law: laws_lib.Law, params: Mapping[str, Any], unique_tokens, decay: Mapping[str, Any]):
   """The law and natural params that read a cap ``U`` on unique tokens (``log U`` too).
 
-  ``decay`` holds the data-constrained law's ``R_star`` and ``R_N_star`` that extend ``chinchilla``.
+  ``decay`` holds the data-constrained law's ``R_star`` and ``R_N_star`` that
+  extend ``chinchilla`` (Muennighoff et al.'s decay of repeats); the law
+  returned is then ``data_constrained``, which :attr:`Allocation.law` records.
   """
   if unique_tokens is None:
     if "U" in law.variables:
       return law, params, NO_CAP_LOG_U
     return law, params, 0.0  # unused by the law
-  if not (np.isfinite(unique_tokens) and unique_tokens > 0):
+  if not _traced(unique_tokens) and not (np.isfinite(unique_tokens) and unique_tokens > 0):
     raise ValueError(f"unique_tokens must be positive and finite, got {unique_tokens}")
   if law.name == "chinchilla":
-    # Chinchilla has no notion of repeats; Muennighoff et al.'s decay of repeated tokens fills it in.
-    like = np.asarray(params["E"], np.float64)
-    law = laws_lib.get("data_constrained")
-    params = {**params, **{name: np.full_like(like, value) for name, value in decay.items()}}
+    law = laws_lib.get(solved_law(law, unique_tokens))
+    params = {**params, **decay}
   elif "U" not in law.variables:
     raise ValueError(
         f"a cap on unique tokens needs law 'data_constrained' (or 'chinchilla', which gets R* = {decay['R_star']}, "
         f"R_N* = {decay['R_N_star']}); "
         f"law {law.name!r} cannot tell repeated tokens from fresh ones"
     )
-  return law, params, math.log(unique_tokens)
+  return law, params, jnp.log(unique_tokens) if _traced(unique_tokens) else math.log(unique_tokens)
 
 
-def _prepare_params(law: laws_lib.Law, params: Mapping[str, Any]):
+def _prepare_params(law: laws_lib.Law, params: Mapping[str, Any], *, traced: bool):
+  """``{name: (B,)}`` arrays of the law's natural parameters, and whether they came batched."""
   missing = [k for k in law.natural_names if k not in params]
   if missing:
     raise ValueError(f"law {law.name!r} needs natural parameters {', '.join(law.natural_names)}; missing {', '.join(missing)}")
-  arrays = {k: np.asarray(params[k], np.float64) for k in law.natural_names}
+  xp = jnp if traced else np
+  arrays = {k: xp.asarray(params[k], None if traced else np.float64) for k in law.natural_names}
   batched = any(a.ndim > 0 for a in arrays.values())
-  arrays = dict(zip(arrays, np.broadcast_arrays(*(np.atleast_1d(a) for a in arrays.values()))))
+  arrays = dict(zip(arrays, xp.broadcast_arrays(*(xp.atleast_1d(a) for a in arrays.values()))))
   if any(a.ndim != 1 for a in arrays.values()):
     raise ValueError("natural parameters must be scalars or arrays of shape (B,) (one per parameter set)")
   return arrays, batched
 
 
-def _decay(r_star: float, r_n_star: float) -> dict[str, float]:
-  return {"R_star": float(r_star), "R_N_star": float(r_n_star)}
+def _decay(r_star, r_n_star) -> dict[str, Any]:
+  as_number = lambda v: v if _traced(v) else float(v)  # noqa: E731
+  return {"R_star": as_number(r_star), "R_N_star": as_number(r_n_star)}
 
 
-def _run(law, params, levels_K, cost, unique_tokens, decay, mode) -> Allocation:
+def _run(law, params, levels, cost, unique_tokens, decay, mode) -> Allocation:
   law = laws_lib.get(law)
   _check_law(law)
-  law, params, log_U = _with_unique_tokens(law, params, unique_tokens, decay)
-  arrays, batched = _prepare_params(law, params)
   cost = training() if cost is None else cost
   if not isinstance(cost, Cost):
     raise ValueError(f"cost must be a jaxscale.allocation.Cost (e.g. allocation.training()), got {type(cost).__name__}")
-  with fitting.precision("float64"):
-    fit_params = law.from_natural({k: jnp.asarray(v) for k, v in arrays.items()})
-    log_N, log_D, log_L, log_C, residual = _solve(
-        law, fit_params, jnp.log(jnp.asarray(levels_K)), cost, jnp.asarray(log_U), mode=mode
-    )
-    out = [np.exp(np.asarray(v, np.float64)) for v in (log_N, log_D, log_L, log_C)]
-    feasible = np.abs(np.asarray(residual)) <= FEASIBILITY_TOLERANCE
-  out = [np.where(feasible, v, np.nan) for v in out]
+  traced = _traced(params, levels, cost, unique_tokens, decay)
+  law, params, log_U = _with_unique_tokens(law, params, unique_tokens, decay)
+  arrays, batched = _prepare_params(law, params, traced=traced)
+  if traced:  # inside the caller's jit, vmap or grad: their precision, no value checks
+    out = _allocation_of(law, arrays, jnp.atleast_1d(jnp.asarray(levels)), cost, jnp.asarray(log_U), mode)
+  else:
+    levels_K = _budgets(levels, "compute" if mode == "budget" else "target_loss")
+    with fitting.precision("float64"):
+      natural = {k: jnp.asarray(v) for k, v in arrays.items()}
+      out = _allocation_of(law, natural, jnp.asarray(levels_K), cost, jnp.asarray(log_U), mode)
+      out = [np.asarray(v, np.float64) for v in out]
   if not batched:
     out = [v[0] for v in out]
-  return Allocation(*out)
+  return Allocation(*out, law=law.name)
 
 
 def allocate(
@@ -399,6 +540,11 @@ def allocate(
 ) -> Allocation:
   """The ``(N, D)`` that minimise the law's loss at a compute budget.
 
+  A JAX function: ``params``, ``compute``, the cost's numbers, ``unique_tokens``
+  and the decay constants may be traced, so ``jax.grad`` gives e.g.
+  ``dN*/dalpha`` and ``dN*/dC`` (by the implicit function theorem) and
+  ``jax.vmap`` / ``jax.jit`` compose.
+
   Args:
     law: a law of ``N`` and ``D`` (name or :class:`~jaxscale.laws.Law`).
     params: its natural parameters (``law.natural_names``), scalars or arrays
@@ -407,12 +553,15 @@ def allocate(
     cost: what the budget pays for; default :func:`training` (``6 N D``).
     unique_tokens: a cap ``U`` on unique training tokens; tokens beyond it are
       repeats, worth less (Muennighoff et al.). Needs law ``data_constrained``;
-      law ``chinchilla`` is extended with ``R* = r_star`` and ``R_N* = r_n_star``.
+      law ``chinchilla`` is then solved as ``data_constrained`` with
+      ``R* = r_star`` and ``R_N* = r_n_star``, and the result's ``law`` says so.
     r_star: decay constant of repeated tokens used with ``chinchilla``.
     r_n_star: decay constant of excess parameters used with ``chinchilla``.
 
   Returns:
-    An :class:`Allocation`, shape ``(K,)`` or ``(B, K)``; NaN where infeasible.
+    An :class:`Allocation`, shape ``(K,)`` or ``(B, K)``; NaN where
+    infeasible. NumPy float64 for concrete inputs (solved in float64); JAX
+    arrays in the caller's precision under a transformation.
 
   Example:
     >>> from jaxscale import laws
@@ -421,7 +570,7 @@ def allocate(
     >>> bool(serving.N[0] < allocate("chinchilla", params, 1e24).N[0])
     True
   """
-  return _run(law, params, _budgets(compute, "compute"), cost, unique_tokens, _decay(r_star, r_n_star), "budget")
+  return _run(law, params, compute, cost, unique_tokens, _decay(r_star, r_n_star), "budget")
 
 
 def allocate_for_loss(
@@ -436,22 +585,24 @@ def allocate_for_loss(
 ) -> Allocation:
   """The cheapest ``(N, D)`` whose predicted loss is ``target_loss``.
 
-  Args and Returns as :func:`allocate`, with ``target_loss`` (scalar or ``(K,)``)
-  in place of the budget; ``compute`` in the result is the least cost.
+  Args and Returns as :func:`allocate` (a JAX function too), with
+  ``target_loss`` (scalar or ``(K,)``) in place of the budget; ``compute`` in
+  the result is the least cost.
 
   Raises:
-    ValueError: for one parameter set, a target at or below the law's
-      irreducible loss ``E`` (unreachable at any scale). For batched parameter
-      sets such targets give NaN in the affected sets instead.
+    ValueError: for one concrete parameter set, a target at or below the law's
+      irreducible loss ``E`` (unreachable at any scale). For batched or traced
+      parameter sets such targets give NaN in the affected sets instead.
   """
-  targets_K = _budgets(target_loss, "target_loss")
-  if "E" in params and np.ndim(params["E"]) == 0 and np.any(targets_K <= float(params["E"])):
-    low = float(targets_K[targets_K <= float(params["E"])][0])
-    raise ValueError(
-        f"target loss {low:g} is unreachable: the law's irreducible loss is E = {float(params['E']):.4g}; "
-        "choose a target above it"
-    )
-  return _run(law, params, targets_K, cost, unique_tokens, _decay(r_star, r_n_star), "target")
+  if not _traced(params, target_loss):
+    targets_K = _budgets(target_loss, "target_loss")
+    if "E" in params and np.ndim(params["E"]) == 0 and np.any(targets_K <= float(params["E"])):
+      low = float(targets_K[targets_K <= float(params["E"])][0])
+      raise ValueError(
+          f"target loss {low:g} is unreachable: the law's irreducible loss is E = {float(params['E']):.4g}; "
+          "choose a target above it"
+      )
+  return _run(law, params, target_loss, cost, unique_tokens, _decay(r_star, r_n_star), "target")
 
 
 def bands(samples: Allocation, level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -468,7 +619,7 @@ def bands(samples: Allocation, level: float = 0.95) -> dict[str, tuple[np.ndarra
   if not 0 < level < 1:
     raise ValueError(f"level must be in (0, 1), got {level}")
   tails = [(1 - level) / 2, (1 + level) / 2]
-  fields = {**samples._asdict(), "tokens_per_param": samples.tokens_per_param}
+  fields = {**samples.as_dict(), "tokens_per_param": samples.tokens_per_param}
   out = {}
   for name, values in fields.items():
     values = np.asarray(values, np.float64)
@@ -505,8 +656,11 @@ def frontier(
     level: float = 0.95,
     r_star: float = R_STAR,
     r_n_star: float = R_N_STAR,
+    floor: float | None = None,
 ) -> list[dict[str, Any]]:
   """One row per budget (or target loss): the optimum, with bands from ``samples``.
+
+  The table layer over :func:`allocate`: concrete numbers in, plain floats out.
 
   Args:
     law, params: the law and its natural point-estimate parameters.
@@ -517,15 +671,29 @@ def frontier(
     samples: natural parameter arrays of shape ``(B,)`` (e.g. from
       :func:`bootstrap_params`) for bands.
     level: band coverage; keys are suffixed ``_ci95`` for 0.95.
+    r_star, r_n_star: Muennighoff et al.'s decay constants, used when law
+      ``chinchilla`` meets ``unique_tokens``.
+    floor: a loss known to be unreachable from below (e.g. the data's entropy
+      rate). Each row then gets ``below_floor``: True when its predicted loss
+      (or target) is below it, i.e. the law's extrapolation cannot be right there.
 
   Returns:
     Rows with ``compute, N, D, tokens_per_param, loss`` (and ``target_loss``),
-    plus ``N_ci95, D_ci95, tokens_per_param_ci95`` and ``loss_ci95`` (for
-    targets ``compute_ci95`` instead) as ``[low, high]`` when ``samples`` is
-    given.
+    ``law`` (the law solved: ``data_constrained`` for ``chinchilla`` with a
+    cap), plus ``N_ci95, D_ci95, tokens_per_param_ci95`` and ``loss_ci95``
+    (for targets ``compute_ci95`` instead) as ``[low, high]`` when
+    ``samples`` is given, and ``below_floor`` when ``floor`` is.
+
+  Example:
+    >>> from jaxscale import laws
+    >>> [row] = frontier("chinchilla", laws.preset("chinchilla", "besiroglu2024"), compute=1e13, floor=15.0)
+    >>> round(row["loss"], 2), row["below_floor"]
+    (14.85, True)
   """
   if (compute is None) == (target_loss is None):
     raise ValueError("give exactly one of compute (a budget in FLOPs) or target_loss")
+  if floor is not None and not (np.isfinite(floor) and floor >= 0):
+    raise ValueError(f"floor must be a finite loss >= 0, got {floor}")
   cost = training_and_inference(inference_tokens)
   solve = functools.partial(
       allocate_for_loss if compute is None else allocate, cost=cost, unique_tokens=unique_tokens, r_star=r_star,
@@ -534,11 +702,14 @@ def frontier(
   levels = compute if compute is not None else target_loss
   point = solve(law, params, levels)
   fields = ["compute", "N", "D", "tokens_per_param", "loss"]
-  columns = {**point._asdict(), "tokens_per_param": point.tokens_per_param}
+  columns = {**point.as_dict(), "tokens_per_param": point.tokens_per_param}
   rows = [{name: float(columns[name][k]) for name in fields} for k in range(len(point.N))]
   for row, value in zip(rows, _budgets(levels, "compute" if target_loss is None else "target_loss")):
     # Label each row with the number asked for (the solution meets it to ~1e-14 relative).
     row["compute" if target_loss is None else "target_loss"] = float(value)
+    row["law"] = point.law
+    if floor is not None:
+      row["below_floor"] = bool(row["loss"] < floor)
   if samples is not None:
     suffix = f"_ci{round(level * 100):d}"
     low_high = bands(solve(law, samples, levels), level)

@@ -36,8 +36,10 @@ DPI = 150
 LEVEL = 0.95
 EXTEND_DECADES = 2.0  # how far the fitted curves run beyond the largest run's compute
 CURVE_POINTS = 60
-CHINCHILLA_COMPUTE = 5.76e23  # Hoffmann et al. 2022: Chinchilla's training FLOPs
-CHINCHILLA_N, CHINCHILLA_D = 70e9, 1.4e12  # ... and what it spent them on
+# Hoffmann et al. 2022: Chinchilla's training FLOPs and what it spent them on; drawn only when asked
+# (`frontier(..., reference=CHINCHILLA)`, `jaxscale plot --reference chinchilla`).
+CHINCHILLA = {"name": "Chinchilla", "C": 5.76e23, "N": 70e9, "D": 1.4e12}
+REFERENCES = {"chinchilla": CHINCHILLA}
 COLORMAP = "viridis"
 BAND_ALPHA = 0.25
 FIT_COLOR = "#d62728"
@@ -63,6 +65,20 @@ def _fit(fit: fitting.FitResult | str | os.PathLike) -> fitting.FitResult:
   if isinstance(fit, fitting.FitResult):
     return fit
   return fitting.FitResult.from_json(fit)
+
+
+def check_runs_match(fit: fitting.FitResult, runs: runs_lib.RunSet) -> None:
+  """Raises ValueError when ``runs`` is not the run set the fit was made on (by count of runs used).
+
+  A figure of a fit beside other runs (245 shown for a fit on 240) looks like a
+  worse fit than it is, or a better one.
+  """
+  used = int(np.count_nonzero(runs.weight > 0))
+  if fit.runs_used and used != fit.runs_used:
+    raise ValueError(
+        f"the fit was made on {fit.runs_used} runs but {runs.source} gives {used}: pass the run set it was fitted on "
+        "(the same file and filters, e.g. --drop-highest 5), or check_runs=False to draw other runs against it"
+    )
 
 
 def _samples(fit: fitting.FitResult) -> dict[str, np.ndarray] | None:
@@ -230,30 +246,41 @@ def loss_vs_compute(fit, runs, *, extend_decades: float = EXTEND_DECADES, log_lo
   return figure
 
 
-def frontier(fit, runs, *, extend_decades: float = EXTEND_DECADES, marker_compute: float | None = CHINCHILLA_COMPUTE):
+def frontier(
+    fit, runs, *, extend_decades: float = EXTEND_DECADES, marker_compute: float | None = None,
+    reference: Mapping[str, Any] | str | None = None,
+):
   """The compute-optimal frontier ``N*(C)`` and ``D*(C)``, two log-log panels.
 
   Each panel shows the fitted optimum (with its 95% bootstrap band when the
-  fit has one), the runs' own ``(C, N)`` or ``(C, D)``, and the optimum at
-  ``marker_compute`` (Chinchilla's 5.76e23 FLOPs by default, next to the
-  70B-parameter, 1.4T-token model Hoffmann et al. trained with it).
+  fit has one) and the runs' own ``(C, N)`` or ``(C, D)``. On request it also
+  marks the fit's optimum at ``marker_compute`` and a published model
+  ``reference`` (e.g. :data:`CHINCHILLA`: 70B parameters and 1.4T tokens for
+  5.76e23 FLOPs, whose budget is then marked too).
 
   Args:
     fit: a fit of a law of ``N`` and ``D`` (or the path of its JSON).
     runs: the run set.
-    extend_decades: decades beyond the largest run (widened to reach ``marker_compute``).
-    marker_compute: a budget to mark, or None.
+    extend_decades: decades beyond the largest run (widened to reach a marked budget).
+    marker_compute: a budget at which to mark the fit's optimum, or None (default).
+    reference: a model to draw as stars, ``{"name", "C", "N", "D"}`` or a
+      name in :data:`REFERENCES` (``"chinchilla"``), or None (default).
 
   Returns:
     A matplotlib ``Figure``.
 
   Raises:
-    ValueError: when the law is not a law of ``N`` and ``D``.
+    ValueError: when the law is not a law of ``N`` and ``D``, or ``reference`` is unknown.
   """
   fit, runs = _fit(fit), runs_lib.load(runs)
   law = fit.law_object
   if not _is_allocatable(law):
     raise ValueError(f"the frontier needs a law of N and D (e.g. chinchilla); law {law.name!r} reads {', '.join(law.variables)}")
+  reference = _reference(reference)
+  if reference is not None and marker_compute is None:
+    marker_compute = reference["C"]
+  if marker_compute is not None and not (math.isfinite(marker_compute) and marker_compute > 0):
+    raise ValueError(f"marker_compute must be a positive budget in FLOPs, got {marker_compute}")
   samples = _samples(fit)
   compute_K = _compute_grid(runs, extend_decades, CURVE_POINTS - 1)
   if marker_compute is not None and marker_compute > compute_K[-1]:
@@ -265,10 +292,7 @@ def frontier(fit, runs, *, extend_decades: float = EXTEND_DECADES, marker_comput
 
   figure = _figure(11.0, 4.8)
   panels = figure.subplots(1, 2, sharex=True)
-  for axes, name, label, chinchilla, chinchilla_label in (
-      (panels[0], "N", "parameters N", CHINCHILLA_N, "Chinchilla: 70B parameters"),
-      (panels[1], "D", "training tokens D", CHINCHILLA_D, "Chinchilla: 1.4T tokens"),
-  ):
+  for axes, name, label, unit in ((panels[0], "N", "parameters N", "parameters"), (panels[1], "D", "training tokens D", "tokens")):
     axes.scatter(runs.C, getattr(runs, name), s=12, color="0.55", edgecolors="none", alpha=0.7, label=f"runs ({len(runs)})")
     axes.plot(compute_K, curve[name], color=FIT_COLOR, lw=2, label=f"fit: {name}*(C)")
     if curve["bands"]:
@@ -283,8 +307,9 @@ def frontier(fit, runs, *, extend_decades: float = EXTEND_DECADES, marker_comput
         text += f"\n[{_short(low)}, {_short(high)}]"
       axes.plot([marker_compute], [value], "o", mfc="none", mec="black", mew=1.5, ms=11, label=f"fit's optimum at C = {_short(marker_compute)}", zorder=4)
       axes.annotate(text, (marker_compute, value), xytext=(-10, 10), textcoords="offset points", ha="right", fontsize=9)
-      if marker_compute == CHINCHILLA_COMPUTE:
-        axes.plot([marker_compute], [chinchilla], "*", color="tab:blue", ms=13, label=chinchilla_label, zorder=5)
+    if reference is not None:
+      star = f"{reference['name']}: {_short(reference[name])} {unit}"
+      axes.plot([reference["C"]], [reference[name]], "*", color="tab:blue", ms=13, label=star, zorder=5)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("training compute C (FLOPs)")
@@ -297,13 +322,29 @@ def frontier(fit, runs, *, extend_decades: float = EXTEND_DECADES, marker_comput
   return figure
 
 
+def _reference(reference) -> dict[str, Any] | None:
+  if reference is None:
+    return None
+  if isinstance(reference, str):
+    if reference not in REFERENCES:
+      raise ValueError(f"unknown reference model {reference!r}; known: {', '.join(REFERENCES)}")
+    return dict(REFERENCES[reference])
+  missing = [k for k in ("name", "C", "N", "D") if k not in reference]
+  if missing:
+    raise ValueError(f"reference needs name, C, N and D; missing {', '.join(missing)}")
+  return dict(reference)
+
+
 def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes: int = 3):
   """IsoFLOP profiles: loss against model size per compute budget, with Approach 2's parabolas.
 
   Left: each budget's runs (the ``group`` column, else runs clustered by
   compute as in :mod:`jaxscale.isoflop`), its parabola in ``log N`` and its
-  minimum. Right: the minima ``N_opt`` against compute with the power law
+  minimum (hollow where it lies outside the sizes tried, i.e. extrapolated).
+  Right: the minima ``N_opt`` against compute with the power law
   ``N_opt = k C^a`` through them (and, given ``fit``, the law's ``N*(C)``).
+  What Approach 2 warned about (skipped budgets, extrapolated minima) is
+  printed under the panels, so the figure does not hide it.
 
   Args:
     runs: the run set.
@@ -323,7 +364,7 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
   runs = runs_lib.load(runs)
   tolerance = isoflop_lib.DEFAULT_TOLERANCE if tolerance is None else tolerance
   with warnings.catch_warnings():
-    warnings.simplefilter("ignore", isoflop_lib.IsoFLOPWarning)  # skipped budgets show as grey points
+    warnings.simplefilter("ignore", isoflop_lib.IsoFLOPWarning)  # result.skipped holds them; drawn below
     result = isoflop_lib.approach2(runs, tolerance=tolerance, min_sizes=min_sizes)
   index_R, labels, _ = isoflop_lib.assign_budgets(runs, tolerance)
   budgets = [p["C"] for p in result.points]
@@ -347,11 +388,17 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
     x_grid = np.linspace(x.min() - 0.15, x.max() + 0.15, 100)
     c0, c1, c2 = point["coefficients"]
     left.plot(np.exp(x_grid + point["center"]), c0 + c1 * x_grid + c2 * x_grid**2, color=color, lw=1.5)
-    left.plot([point["N_opt"]], [point["loss_opt"]], "D", color=color, mec="black", mew=0.8, ms=6, zorder=4)
+    if point["interior"]:
+      left.plot([point["N_opt"]], [point["loss_opt"]], "D", color=color, mec="black", mew=0.8, ms=6, zorder=4)
+    else:  # hollow, in the budget's colour: the parabola's vertex lies beyond the sizes tried
+      left.plot([point["N_opt"]], [point["loss_opt"]], "D", mfc="white", mec=color, mew=1.6, ms=6, zorder=4)
   # Legend proxies: colours say the budget (colorbar); the shapes say what is drawn.
   left.scatter([], [], s=14, color="0.3", label="runs")
   left.plot([], [], color="0.3", lw=1.5, label="parabola in log N (Approach 2)")
   left.plot([], [], "D", color="0.3", mec="black", mew=0.8, label="minimum N_opt")
+  extrapolated = [p for p in result.points if not p["interior"]]
+  if extrapolated:
+    left.plot([], [], "D", mfc="white", mec="0.3", mew=1.6, label=f"minimum outside the sizes tried ({len(extrapolated)})")
   figure.colorbar(mappable, ax=left, label="compute budget C (FLOPs)", pad=0.01)
   left.set_xscale("log")
   left.set_xlabel("parameters N")
@@ -362,7 +409,10 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
 
   C_B = np.asarray(budgets)
   N_opt_B = np.asarray([p["N_opt"] for p in result.points])
-  right.scatter(C_B, N_opt_B, c=mappable.to_rgba(C_B), marker="D", edgecolors="black", linewidths=0.8, s=40, zorder=3, label="IsoFLOP minima")
+  interior_B = np.asarray([p["interior"] for p in result.points])
+  face_B = np.where(interior_B[:, None], mappable.to_rgba(C_B), (1.0, 1.0, 1.0, 1.0))
+  edge_B = np.where(interior_B[:, None], (0.0, 0.0, 0.0, 1.0), mappable.to_rgba(C_B))
+  right.scatter(C_B, N_opt_B, c=face_B, marker="D", edgecolors=edge_B, linewidths=np.where(interior_B, 0.8, 1.6), s=40, zorder=3, label="IsoFLOP minima")
   grid_C = np.logspace(math.log10(C_B.min()) - 0.3, math.log10(C_B.max()) + 0.3, CURVE_POINTS)
   right.plot(grid_C, result.N_opt(grid_C), color="black", lw=1.5, label=f"N_opt ∝ C^{result.a:.3f} (Approach 2)")
   if fit is not None:
@@ -383,7 +433,48 @@ def isoflop_curves(runs, *, fit=None, tolerance: float | None = None, min_sizes:
   right.set_title("IsoFLOP minima vs compute")
   right.grid(True, which="major", alpha=0.3)
   right.legend(loc="upper left", fontsize=8.5)
+  for axis in (left.xaxis, right.xaxis, right.yaxis):
+    _sparse_log_ticks(axis)
+  if result.skipped:
+    _footnote(figure, ["Approach 2 warnings:"] + [f"- {message}" for message in result.skipped])
   return figure
+
+
+def _sparse_log_ticks(axis) -> None:
+  """Short labels at 1, 2 and 5 per decade on a log axis that spans under 3 decades; decades only beyond.
+
+  Matplotlib labels every minor tick (2x10^10, 3x10^10, 4x10^10, ...) when a
+  log axis spans about a decade, and on a narrow panel those long labels run
+  into each other. ``2e10`` at 1, 2, 5 steps stays readable.
+  """
+  from matplotlib import ticker
+
+  low, high = sorted(axis.get_view_interval())
+  if not (low > 0 and math.isfinite(high)):
+    return
+  subs = (1.0,) if math.log10(high / low) >= 3 else (1.0, 2.0, 5.0)
+  axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+  axis.set_major_formatter(ticker.FuncFormatter(_tick_label))
+  axis.set_minor_locator(ticker.LogLocator(base=10, subs=np.arange(2, 10)))
+  axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _tick_label(value: float, _position=None) -> str:
+  if value <= 0 or not math.isfinite(value):
+    return ""
+  exponent = math.floor(math.log10(value) + 1e-9)
+  mantissa = round(value / 10**exponent, 6)
+  if -2 <= exponent <= 3:
+    return f"{value:g}"
+  return f"{mantissa:g}e{exponent}"
+
+
+def _footnote(figure, lines: list[str], width: int = 150) -> None:
+  """Wrapped text under the panels (the constrained layout makes room for it)."""
+  import textwrap
+
+  wrapped = [textwrap.fill(line, width, subsequent_indent="  ") for line in lines]
+  figure.supxlabel("\n".join(wrapped), fontsize=8, ha="left", x=0.01, color="0.25")
 
 
 def bootstrap_histograms(fit, *, bins: int = 40):
@@ -456,7 +547,10 @@ def bootstrap_histograms(fit, *, bins: int = 40):
 # --- All at once -----------------------------------------------------------------------------
 
 
-def plot_all(fit, runs, out_dir: str | os.PathLike, *, dpi: int = DPI, extend_decades: float = EXTEND_DECADES) -> list[Path]:
+def plot_all(
+    fit, runs, out_dir: str | os.PathLike, *, dpi: int = DPI, extend_decades: float = EXTEND_DECADES,
+    marker_compute: float | None = None, reference: Mapping[str, Any] | str | None = None, check_runs: bool = True,
+) -> list[Path]:
   """Writes every figure that applies as a PNG in ``out_dir`` and returns their paths.
 
   ``loss_vs_compute.png`` always; ``frontier.png`` for laws of ``N`` and
@@ -470,24 +564,31 @@ def plot_all(fit, runs, out_dir: str | os.PathLike, *, dpi: int = DPI, extend_de
     out_dir: created if missing.
     dpi: resolution of the PNGs.
     extend_decades: decades of compute beyond the data for the fitted curves.
+    marker_compute, reference: marks on ``frontier.png`` (see :func:`frontier`); none by default.
+    check_runs: refuse runs that are not the ones fitted (:func:`check_runs_match`).
 
   Returns:
     The written paths, in the order above.
   """
   fit, runs = _fit(fit), runs_lib.load(runs)
   runs_lib.check_for_law(runs, fit.law_object)
+  if check_runs:
+    check_runs_match(fit, runs)
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   written = []
 
   def save(figure, name):
     path = out / f"{name}.png"
-    figure.savefig(path, dpi=dpi)
+    from jaxscale import atomic
+
+    with atomic.writing(path, "wb") as handle:
+      figure.savefig(handle, dpi=dpi, format="png")
     written.append(path)
 
   save(loss_vs_compute(fit, runs, extend_decades=extend_decades), "loss_vs_compute")
   if _is_allocatable(fit.law_object):
-    save(frontier(fit, runs, extend_decades=extend_decades), "frontier")
+    save(frontier(fit, runs, extend_decades=extend_decades, marker_compute=marker_compute, reference=reference), "frontier")
   else:
     warnings.warn(f"frontier.png skipped: law {fit.law!r} is not a law of N and D", PlotWarning, stacklevel=2)
   try:
@@ -503,4 +604,4 @@ def plot_all(fit, runs, out_dir: str | os.PathLike, *, dpi: int = DPI, extend_de
   return written
 
 
-__all__ = ("PlotWarning", "bootstrap_histograms", "frontier", "isoflop_curves", "loss_vs_compute", "plot_all")
+__all__ = ("CHINCHILLA", "PlotWarning", "bootstrap_histograms", "check_runs_match", "frontier", "isoflop_curves", "loss_vs_compute", "plot_all")

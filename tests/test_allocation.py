@@ -273,3 +273,86 @@ def test_cli_rejects_nonpositive_budget(capsys):
     cli.main(["allocate", "--preset", "besiroglu2024", "--compute", "1e22,-5"])
   assert exit_info.value.code == 2
   assert "positive" in capsys.readouterr().err
+
+
+# --- Planning is a JAX function ---------------------------------------------------------------
+
+
+def central_difference(fn, theta, step=1e-4):
+  """d fn / d theta_j by central differences of the concrete (float64, NumPy) call, one column per j."""
+  columns = []
+  for j in range(len(theta)):
+    up, down = np.array(theta, np.float64), np.array(theta, np.float64)
+    up[j] += step
+    down[j] -= step
+    columns.append((fn(up, np) - fn(down, np)) / (2 * step))
+  return np.array(columns)
+
+
+def test_gradients_of_the_optimum_match_finite_differences():
+  """jax.grad of log N* in alpha and log C (6ND), log C* in the target and log T (inference), log N* in log U (a cap)."""
+  import jax
+  import jax.numpy as jnp
+
+  def budget(theta, xp):  # one function for the traced call and the concrete finite differences
+    return xp.log(allocation.allocate("chinchilla", {**BESIROGLU, "alpha": theta[0]}, xp.exp(theta[1])).N[0])
+
+  def target_served(theta, xp):
+    served = allocation.training_and_inference(xp.exp(theta[1]))
+    return xp.log(allocation.allocate_for_loss("chinchilla", BESIROGLU, theta[0], cost=served).compute[0])
+
+  def capped(theta, xp):
+    return xp.log(allocation.allocate("chinchilla", BESIROGLU, 1e24, unique_tokens=xp.exp(theta[0])).N[0])
+
+  cases = [(budget, [BESIROGLU["alpha"], np.log(1e24)]), (target_served, [2.0, np.log(1e13)]), (capped, [np.log(1e11)])]
+  with fitting.precision("float64"):
+    grads = [np.asarray(jax.grad(fn)(jnp.asarray(theta), jnp)) for fn, theta in cases]
+    closed = jax.grad(lambda t: jnp.log(allocation.closed_form({**BESIROGLU, "alpha": t[0]}, jnp.exp(t[1])).N[0]))
+    closed_grad = np.asarray(closed(jnp.asarray(cases[0][1])))
+  for (fn, theta), grad in zip(cases, grads):
+    np.testing.assert_allclose(grad, central_difference(fn, theta), rtol=1e-5, err_msg=fn.__name__)
+  # Against the closed form: d log N*/d log C = beta / (alpha + beta), and its own autodiff in alpha.
+  assert grads[0][1] == pytest.approx(BESIROGLU["beta"] / (BESIROGLU["alpha"] + BESIROGLU["beta"]), rel=1e-9)
+  np.testing.assert_allclose(grads[0], closed_grad, rtol=1e-8)
+  # Directions: a lower target costs more; serving more tokens shifts compute to a smaller model; a looser cap, bigger.
+  assert grads[1][0] < 0 and grads[1][1] > 0 and grads[2][0] > 0
+
+
+def test_vmap_and_jit_in_float32_agree_with_the_float64_solve():
+  import jax
+
+  alphas = BESIROGLU["alpha"] + np.linspace(-0.02, 0.02, 5)
+  solve = jax.jit(jax.vmap(lambda a: allocation.allocate("chinchilla", {**BESIROGLU, "alpha": a}, 1e22).N[0]))
+  N32 = np.asarray(solve(alphas.astype(np.float32)))
+  assert N32.dtype == np.float32  # the caller's precision: x64 stays off
+  N64 = allocation.allocate("chinchilla", {**BESIROGLU, "alpha": alphas}, 1e22).N[:, 0]
+  np.testing.assert_allclose(N32, N64, rtol=2e-5)
+  traced = jax.jit(lambda p: allocation.closed_form(p, 1e22).N)({k: np.float32(v) for k, v in BESIROGLU.items()})
+  np.testing.assert_allclose(traced, allocation.closed_form(BESIROGLU, 1e22).N, rtol=2e-5)
+
+
+def test_a_cap_on_chinchilla_records_the_law_solved(capsys):
+  assert allocation.allocate("chinchilla", BESIROGLU, 1e22).law == "chinchilla"
+  assert allocation.allocate("chinchilla", BESIROGLU, 1e22, unique_tokens=1e11).law == "data_constrained"
+  assert allocation.closed_form(BESIROGLU, 1e22).law == "chinchilla"
+  [row] = allocation.frontier("chinchilla", BESIROGLU, compute=1e22, unique_tokens=1e11)
+  assert row["law"] == "data_constrained"
+  argv = ["allocate", "--preset", "besiroglu2024", "--compute", "1e22", "--unique-tokens", "1e11"]
+  assert cli.main([*argv, "--r-star", "10", "--format", "json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["law"] == "chinchilla"
+  assert out["solved_with"] == {"law": "data_constrained", "R_star": 10.0, "R_N_star": allocation.R_N_STAR}
+  assert cli.main(argv) == 0
+  captured = capsys.readouterr()
+  assert "solved as data_constrained" in captured.out and "R* = 15.4" in captured.err
+
+
+def test_rows_below_a_known_floor_are_flagged(capsys):
+  rows = allocation.frontier("chinchilla", BESIROGLU, compute=[1e13, 1e24], floor=2.0)
+  assert [row["below_floor"] for row in rows] == [False, True]  # 1.93 at 1e24 is below the floor 2.0
+  assert "below_floor" not in allocation.frontier("chinchilla", BESIROGLU, compute=1e24)[0]
+  with pytest.raises(ValueError, match="floor must be"):
+    allocation.frontier("chinchilla", BESIROGLU, compute=1e24, floor=float("nan"))
+  assert cli.main(["allocate", "--preset", "besiroglu2024", "--compute", "1e13,1e24", "--floor", "2"]) == 0
+  table = capsys.readouterr().out.splitlines()
+  assert table[1].split()[-1] == "below_floor" and table[3].split()[-1] == "no" and table[4].split()[-1] == "yes"

@@ -102,7 +102,7 @@ def test_runs_that_are_not_isoflop_shaped_skip_that_figure(plain_fit, tmp_path):
   runs = simulate.simulate("chinchilla", plain_fit.params, design=pd.DataFrame({"N": N, "D": D, "C": 6 * N * D}), seed=1)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", plots.PlotWarning)
-    paths = plots.plot_all(plain_fit, runs, tmp_path, dpi=DPI)
+    paths = plots.plot_all(plain_fit, runs, tmp_path, dpi=DPI, check_runs=False)  # other runs than fitted
   assert [p.stem for p in paths] == ["loss_vs_compute", "frontier"]
   notes = [str(w.message) for w in caught if w.category is plots.PlotWarning]
   assert any(n.startswith("isoflop.png skipped: the runs are not IsoFLOP-shaped") for n in notes), notes
@@ -172,3 +172,65 @@ def test_far_out_replicates_do_not_squeeze_a_histogram(bootstrapped_fit):
   beyond = int(a_axes.get_title().split("(")[1].split()[0])
   assert 2 <= beyond <= 2 + 0.02 * len(samples)  # the far-out ones, and at most the 1% tails
   assert "beyond" not in figure.axes[0].get_title()  # E has no far-out tail: every replicate shown
+
+
+def labels_of(figure):
+  return [line.get_label() for axes in figure.axes for line in axes.get_lines()]
+
+
+def test_frontier_marks_only_what_is_asked(plain_fit, isoflop_runs):
+  assert not [l for l in labels_of(plots.frontier(plain_fit, isoflop_runs)) if "optimum at" in l or "Chinchilla" in l]
+  marked = labels_of(plots.frontier(plain_fit, isoflop_runs, marker_compute=1e21))
+  assert "fit's optimum at C = 1.00e21" in marked and not [l for l in marked if "Chinchilla" in l]
+  chinchilla = labels_of(plots.frontier(plain_fit, isoflop_runs, reference="chinchilla"))
+  assert "Chinchilla: 7.00e10 parameters" in chinchilla and "Chinchilla: 1.40e12 tokens" in chinchilla
+  assert "fit's optimum at C = 5.76e23" in chinchilla  # the reference's budget is marked with it
+  with pytest.raises(ValueError, match="unknown reference model 'gopher'"):
+    plots.frontier(plain_fit, isoflop_runs, reference="gopher")
+
+
+def test_runs_other_than_the_fitted_ones_are_refused(plain_fit, isoflop_runs, tmp_path, capsys):
+  fewer = isoflop_runs.drop_highest_loss(3)
+  with pytest.raises(ValueError, match=f"made on {len(isoflop_runs)} runs but .* gives {len(isoflop_runs) - 3}"):
+    plots.plot_all(plain_fit, fewer, tmp_path, dpi=DPI)
+  fit_json, runs_csv = tmp_path / "fit.json", tmp_path / "runs.csv"
+  plain_fit.to_json(fit_json)
+  isoflop_runs.frame.to_csv(runs_csv, index=False)
+  assert cli.main(["plot", str(fit_json), str(runs_csv), "--drop-highest", "3", "--out", str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: the fit was made on") and "--drop-highest" in err and err.count("\n") == 1
+
+
+def test_isoflop_warnings_reach_the_figure_and_tick_labels_do_not_overlap(tmp_path):
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+  # Two budgets of 5 sizes, one (3e20) with its sizes all above the optimum, and one of 2 sizes.
+  design = []
+  for C, factors in ((1e19, (0.25, 0.5, 1, 2, 4)), (1e20, (0.25, 0.5, 1, 2, 4)), (3e20, (2, 4, 8)), (1e21, (1, 2))):
+    N_opt = 0.1 * C**0.5  # about where the Besiroglu law puts the optimum
+    design += [{"N": N_opt * f, "D": C / (6 * N_opt * f), "C": C} for f in factors]
+  runs = simulate.simulate("chinchilla", laws.preset("chinchilla", "besiroglu2024"), design=pd.DataFrame(design), noise=1e-4, seed=0)
+  figure = plots.isoflop_curves(runs)
+  note = figure._supxlabel.get_text()
+  assert "fewer than 3 distinct model sizes skipped: C=1.00e+21" in note
+  assert "C=3.00e+20: the minimum lies outside the sizes tried" in note
+  assert "minimum outside the sizes tried (1)" in [l.get_label() for l in figure.axes[0].get_lines()]
+  canvas = FigureCanvasAgg(figure)
+  canvas.draw()
+  renderer = canvas.get_renderer()
+  panels = [axes for axes in figure.axes if axes.get_xlabel() in ("parameters N", "compute budget C (FLOPs)")]
+  assert len(panels) == 2
+  for axes in panels:
+    boxes = [t.get_window_extent(renderer) for t in axes.get_xticklabels() if t.get_visible() and t.get_text()]
+    assert len(boxes) >= 2
+    boxes.sort(key=lambda box: box.x0)
+    assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:])), [t.get_text() for t in axes.get_xticklabels()]
+
+
+def test_help_texts_print_percent_signs_once(capsys):
+  names = list(cli.build_parser()._subparsers._group_actions[0].choices)
+  assert "plot" in names and "allocate" in names
+  for argv in [["--help"]] + [[name, "--help"] for name in names]:
+    with pytest.raises(SystemExit):
+      cli.main(argv)
+    assert "%%" not in capsys.readouterr().out, argv

@@ -14,7 +14,7 @@ def add_cli(subparsers) -> None:
       description=(
           "Fit each law on the compute budgets up to C_k and predict the runs of the next budget, for every budget "
           "in turn (an expanding window; all folds of a law are one compiled fit). Laws are ranked by the mean "
-          "relative error of those predictions; the table also gives the coverage of each fold's 95%% prediction "
+          "relative error of those predictions; the table also gives the coverage of each fold's 95% prediction "
           "intervals on the held-out runs, and AIC/BIC of the full-data fit (Gaussian noise on log loss)."
       ),
   )

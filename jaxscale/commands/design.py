@@ -38,12 +38,12 @@ def add_cli(subparsers) -> None:
       "design",
       help="propose the next runs of a scaling study (where to spend a study budget)",
       description=(
-          "Propose K runs spending --study-compute FLOPs (6ND each) that minimise the expected width of the 95%% "
+          "Propose K runs spending --study-compute FLOPs (6ND each) that minimise the expected width of the 95% "
           "interval of the target at --target-compute: Fisher information of the runs, delta method, averaged "
           "over the prior's bootstrap samples, optimised by gradient, snapped to --sizes. Reports the same "
           "figure for a Chinchilla-style IsoFLOP grid of equal compute (baseline), and the risk of the "
           "allocation: the compute wasted and the loss given up by following the point estimate, now and "
-          "after the proposed batch. Widths are of the natural log of the target (0.1 is about +-5%%)."
+          "after the proposed batch. Widths are of the natural log of the target (0.1 is about +-5%)."
       ),
   )
   source = parser.add_mutually_exclusive_group(required=True)

@@ -15,17 +15,27 @@ def add_cli(subparsers) -> None:
       help="draw a fit and its runs as PNGs (loss vs compute, frontier, IsoFLOPs, bootstrap)",
       description=(
           "Write loss_vs_compute.png, frontier.png (laws of N and D), isoflop.png (runs with >= 2 budgets of "
-          ">= 3 sizes) and bootstrap.png (fits made with --bootstrap B), with 95%% bands from the fit's bootstrap."
+          ">= 3 sizes) and bootstrap.png (fits made with --bootstrap B), with 95% bands from the fit's bootstrap. "
+          "RUNS must be the run set the fit was made on (the same file and filters, e.g. --drop-highest 5)."
       ),
   )
   parser.add_argument("fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit RUNS --out FIT_JSON`")
   commands.add_runs_arguments(parser)
   commands.add_law_module_argument(parser)
   parser.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
-  parser.add_argument("--dpi", type=int, default=150, help="resolution (default: %(default)s)")
+  parser.add_argument("--dpi", type=commands.positive_int, default=150, help="resolution (default: %(default)s)")
   parser.add_argument(
-      "--extend", type=float, default=2.0, metavar="DECADES",
+      "--extend", type=commands.nonnegative_float, default=2.0, metavar="DECADES",
       help="decades of compute beyond the runs for the fitted curves (default: %(default)s)",
+  )
+  parser.add_argument(
+      "--mark-compute", type=commands.positive_float, metavar="C",
+      help="mark the fit's optimum at this budget on frontier.png (default: no mark)",
+  )
+  parser.add_argument(
+      "--reference", choices=("chinchilla",),
+      help="draw a published model on frontier.png: chinchilla = 70B parameters, 1.4T tokens at 5.76e23 FLOPs "
+      "(its budget is marked too unless --mark-compute says otherwise)",
   )
   parser.set_defaults(func=run)
 
@@ -38,11 +48,18 @@ def run(args: argparse.Namespace) -> int:
   if args.extend < 0:
     raise ValueError(f"--extend must be >= 0 decades, got {args.extend}")
   commands.load_law_module(args)
+  from jaxscale import limits
+
+  commands.output_folder(args.out)
+  commands.check_memory(limits.figure_bytes(dpi=args.dpi), f"a figure at --dpi {args.dpi}", "lower --dpi (150 to 600 prints well)")
   fit = fitting.FitResult.from_json(args.fit)  # imports the fit's own law module, if it names one
   runs = commands.load_runs(args)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", plots.PlotWarning)
-    paths = plots.plot_all(fit, runs, args.out, dpi=args.dpi, extend_decades=args.extend)
+    paths = plots.plot_all(
+        fit, runs, args.out, dpi=args.dpi, extend_decades=args.extend, marker_compute=args.mark_compute,
+        reference=args.reference,
+    )
   for warning in caught:
     if issubclass(warning.category, plots.PlotWarning):
       print(f"note: {warning.message}", file=sys.stderr)

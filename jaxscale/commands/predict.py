@@ -18,7 +18,7 @@ def add_cli(subparsers) -> None:
       help="predict the loss at new N, D (or C) from a saved fit, with a bootstrap band",
       description=(
           "Predicts the loss of a fitted law at new points. With a fit saved by `jaxscale fit --bootstrap B --out`, "
-          "each prediction comes with the 95%% band over the bootstrap parameter sets. Several values per flag are "
+          "each prediction comes with the 95% band over the bootstrap parameter sets. Several values per flag are "
           "allowed (comma-separated or repeated); flags with one value broadcast. With --C and one of --N/--D the "
           "other follows from C = 6 N D."
       ),
@@ -88,6 +88,10 @@ def run(args) -> int:
   given = {v: parse_values(v, getattr(args, v)) for v in VARIABLES}
   fit = fitting.FitResult.from_json(args.fit)
   law = fit.law_object
+  unused = [v for v in ("U",) if given[v] and v not in law.variables]
+  if unused:
+    raise ValueError(f"--{unused[0]} does not apply: law {fit.law!r} has no {unused[0]} (its inputs are "
+                     f"{', '.join(law.variables)}); drop --{unused[0]} or fit a law with it (e.g. data_constrained)")
   points = query_points(law.variables, given)
   if args.interval:
     from jaxscale import intervals
