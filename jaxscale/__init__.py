@@ -60,7 +60,9 @@ _EXPORTS = {
     # fresh data points
     "ModelConfig": ("jaxscale.model", "ModelConfig"),
     "TrainConfig": ("jaxscale.train", "TrainConfig"),
-    "train": ("jaxscale.train", "train"),
+    # Not "train": that name is the submodule jaxscale.train, which `from jaxscale import
+    # train` must keep returning.
+    "train_model": ("jaxscale.train", "train"),
     "Plan": ("jaxscale.sweep", "Plan"),
     "run_sweep": ("jaxscale.sweep", "run_sweep"),
     "make_plan": ("jaxscale.sweep", "make_plan"),

@@ -1,5 +1,4 @@
-import sys
-
 from jaxscale.cli import main
+from jaxscale.errors import exit_with
 
-sys.exit(main())
+exit_with(main())

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from jaxscale import compilation_cache
+from jaxscale import errors
 
 COMMANDS = (
     "demo",
@@ -53,24 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """Runs one command; any error is one ``error: ...`` line on stderr and a non-zero exit code.
+
+  ``JAXSCALE_TRACEBACK=1`` shows the traceback of an unexpected error (for bug reports).
+  """
   parser = build_parser()
   args = parser.parse_args(argv)
   if not getattr(args, "func", None):
     parser.print_help()
     return 0
-  try:
-    compilation_cache.enable()
-    return int(args.func(args) or 0)
-  except BrokenPipeError:
-    return 0  # e.g. `jaxscale laws | head`: the reader has what it wanted
-  except (ValueError, OSError) as error:
-    message = " ".join(str(error).split()) or type(error).__name__
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt:
-    print("error: interrupted", file=sys.stderr)
-    return 130
+  return errors.run_command(args.func, args)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  errors.exit_with(main())

@@ -499,7 +499,9 @@ class Plan:
 
 
 def _setup(constraints: Constraints, study_compute, target_compute, existing_N, existing_D) -> Setup:
-  R = max(len(existing_N), 1)
+  # Trained runs are padded (weight 0) to a power of two, at least 8: one compiled program serves
+  # a first design and the next batches after a few trained runs.
+  R = max(8, 1 << max(len(existing_N) - 1, 0).bit_length())
   pad = R - len(existing_N)
   n_max = constraints.n_range[1]
   return Setup(

@@ -193,10 +193,9 @@ class FitResult:
     """Serialises to JSON (and writes ``path`` atomically when given)."""
     text = json.dumps(self.to_dict(), indent=indent, default=_json_default)
     if path is not None:
-      tmp = f"{os.fspath(path)}.tmp"
-      with open(tmp, "w") as f:
-        f.write(text + "\n")
-      os.replace(tmp, path)
+      from jaxscale import atomic
+
+      atomic.write_text(path, text + "\n")
     return text
 
   @classmethod
@@ -392,7 +391,7 @@ def fit(
     delta: Huber threshold (Hoffmann et al. use 1e-3).
     starts: fit-space starting points, shape ``(S, P)``; defaults to the law's grid.
     keep: refine only the ``keep`` starts with the lowest initial objective;
-      ``None`` refines all of them.
+      ``None`` or ``0`` refines all of them (as ``jaxscale fit --keep 0``).
     max_steps: solver iteration cap per start.
     dtype: ``"float64"`` (default, scoped) or ``"float32"``.
     columns: ``{their_name: canonical}`` column mapping when ``runs`` is a path.
@@ -428,7 +427,9 @@ def fit(
     starts_SxP = law.starts(runs.log_inputs(law.variables)) if starts is None else np.asarray(starts, dtype=np.float64)
     if starts_SxP.ndim != 2 or starts_SxP.shape[1] != law.num_params:
       raise ValueError(f"starts must have shape (S, {law.num_params}) for law {law.name!r}, got {starts_SxP.shape}")
-    kept = starts_SxP.shape[0] if keep is None else max(1, min(int(keep), starts_SxP.shape[0]))
+    if keep is not None and (isinstance(keep, bool) or int(keep) != keep or keep < 0):
+      raise ValueError(f"keep must be a whole number >= 0 (0 or None refines every start), got {keep!r}")
+    kept = starts_SxP.shape[0] if not keep else min(int(keep), starts_SxP.shape[0])
     states, gradient_norms = multistart(
         law, jnp.asarray(starts_SxP, float_dtype), log_inputs, log_loss_R, weights_R, options=options, keep=kept
     )

@@ -580,7 +580,10 @@ def plot_all(
 
   def save(figure, name):
     path = out / f"{name}.png"
-    figure.savefig(path, dpi=dpi)
+    from jaxscale import atomic
+
+    with atomic.writing(path, "wb") as handle:
+      figure.savefig(handle, dpi=dpi, format="png")
     written.append(path)
 
   save(loss_vs_compute(fit, runs, extend_decades=extend_decades), "loss_vs_compute")

@@ -98,8 +98,8 @@ class QuantaSource:
                     - _prefix_entropy(self.probabilities_K, self.codes_KxB, j))
     q = 1.0 - self.noise + self.noise / VOCAB_SIZE
     other = self.noise / VOCAB_SIZE
-    noise_entropy = -q * math.log(q) - ((VOCAB_SIZE - 1) * other * math.log(other)
-                                        if other > 0 else 0.0)
+    noise_entropy = 0.0 if self.noise == 0 else (
+        -q * math.log(q) - (VOCAB_SIZE - 1) * other * math.log(other))
     floors += [noise_entropy] * self.continuations_KxC.shape[1]
     floors += [math.log(VOCAB_SIZE)] * self.filler
     return np.asarray(floors)

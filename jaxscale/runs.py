@@ -119,23 +119,76 @@ class RunSet:
 
 
 def _canonical_names(frame: pd.DataFrame, columns: Mapping[str, str] | None, source: str) -> pd.DataFrame:
+  _check_distinct(list(frame.columns), source)
   rename = {}
   if columns:
     for theirs, ours in columns.items():
       if theirs not in frame.columns:
         raise RunSetError(f"{source}: column mapping names {theirs!r}, which is not in the file; columns are {list(frame.columns)}")
+      if ours in frame.columns and ours != theirs and ours not in columns:
+        raise RunSetError(
+            f"{source}: column mapping {theirs!r} -> {ours!r} collides with the column {ours!r} already in the file; "
+            f"map that one elsewhere too (e.g. {ours}={ours}_old) or drop the mapping")
       rename[theirs] = ours
+    targets = list(rename.values())
+    doubled = sorted({t for t in targets if targets.count(t) > 1})
+    if doubled:
+      raise RunSetError(f"{source}: the column mapping sends several columns onto {doubled}; map exactly one onto each")
   present = set(frame.columns) | set(rename.values())
   for name in frame.columns:
     alias = KNOWN_ALIASES.get(str(name).strip().lower())
     if name not in rename and alias and alias not in present:
       rename[name] = alias
       present.add(alias)
-  return frame.rename(columns=rename)
+  frame = frame.rename(columns=rename)
+  _check_distinct(list(frame.columns), source)
+  return frame
+
+
+def _check_distinct(names: list, source: str) -> None:
+  doubled = sorted({str(n) for n in names if names.count(n) > 1})
+  if doubled:
+    raise RunSetError(f"{source}: column(s) {doubled} appear more than once in the header; rename or remove the copies")
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+  """True where a cell is missing: NaN, None, or text of only spaces."""
+  return (values.isna() | values.map(lambda v: isinstance(v, str) and not v.strip())).to_numpy(dtype=bool)
+
+
+def _group_column(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+  """Blank groups mean "no group": an all-blank column is dropped (runs group by compute, as
+  without it); a partly blank one is an error. Groups of mixed types become text."""
+  blank = _blank(frame["group"])
+  if blank.all():
+    return frame.drop(columns="group")
+  if blank.any():
+    rows = np.flatnonzero(blank)
+    shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+    raise RunSetError(
+        f"{source}: column 'group' is blank in {len(rows)} of {len(frame)} rows (rows {shown}); give every run a "
+        "group, or leave the whole column blank (or remove it) to group runs by compute")
+  kinds = {type(v) for v in frame["group"]}
+  if len(kinds) > 1:
+    frame["group"] = frame["group"].map(str)
+  return frame
 
 
 def _numeric(frame: pd.DataFrame, name: str, source: str) -> np.ndarray:
-  values = pd.to_numeric(frame[name], errors="coerce")
+  column = frame[name]
+  if (pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column)
+      or pd.api.types.is_bool_dtype(column)):
+    raise RunSetError(f"{source}: column {name!r} holds {column.dtype} values, not numbers; give {name} as numbers")
+  odd = np.zeros(len(column), bool)
+  if column.dtype == object:
+    odd = column.map(lambda v: isinstance(v, (bool, np.bool_))
+                     or not (v is None or isinstance(v, (int, float, str, np.integer, np.floating)))).to_numpy(dtype=bool)
+  if odd.any():
+    row = int(np.flatnonzero(odd)[0])
+    raise RunSetError(
+        f"{source}: column {name!r} row {row} holds {column.iloc[row]!r} ({type(column.iloc[row]).__name__}), "
+        "which is not a number; fix or remove that row")
+  values = pd.to_numeric(column, errors="coerce")
   bad = values.isna() & frame[name].notna()
   if bad.any():
     row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -171,6 +224,8 @@ def from_frame(frame: pd.DataFrame, *, columns: Mapping[str, str] | None = None,
         f"{source}: no column for N, D or C; columns are {list(frame.columns)} "
         "(map yours, e.g. --column 'Model Size=N' --column 'Training FLOP=C')"
     )
+  if "group" in frame.columns:
+    frame = _group_column(frame, source)
   for name in NUMERIC_COLUMNS:
     if name in frame.columns:
       frame[name] = _numeric(frame, name, source)
@@ -183,6 +238,12 @@ def from_frame(frame: pd.DataFrame, *, columns: Mapping[str, str] | None = None,
         if (values <= 0).any():
           row = int(np.flatnonzero(values <= 0)[0])
           raise RunSetError(f"{source}: column {name!r} row {row} is {values[row]}; {name} must be > 0 (scaling laws live on log axes)")
+        tiny = values < np.finfo(np.float64).tiny
+        if tiny.any():
+          row = int(np.flatnonzero(tiny)[0])
+          raise RunSetError(
+              f"{source}: column {name!r} row {row} is {values[row]:g}, below the smallest normal float64; "
+              f"that is no {name} a run can have (check the units)")
   if "N" in frame.columns and "D" in frame.columns and "C" not in frame.columns:
     frame["C"] = FLOPS_PER_PARAM_TOKEN * frame["N"] * frame["D"]
   elif "N" in frame.columns and "C" in frame.columns and "D" not in frame.columns:
@@ -221,11 +282,21 @@ def read(path: str | os.PathLike, *, columns: Mapping[str, str] | None = None) -
       frame = pd.read_parquet(path)
     else:
       frame = pd.read_csv(path)
+      _check_distinct(_csv_header(path), path)
   except RunSetError:
     raise
+  except pd.errors.EmptyDataError as e:
+    raise RunSetError(f"{path}: has no header row (the file is blank); it needs a header and one row per training run") from e
   except (ValueError, pd.errors.ParserError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise RunSetError(f"{path}: cannot be read as a {suffix.lstrip('.') or 'CSV'} table ({str(e).splitlines()[0]})") from e
   return from_frame(frame, columns=columns, source=path)
+
+
+def _csv_header(path: str) -> list[str]:
+  import csv
+
+  with open(path, newline="", errors="replace") as f:
+    return next(csv.reader(f), [])
 
 
 def load(source: Any, *, columns: Mapping[str, str] | None = None) -> RunSet:

@@ -113,7 +113,9 @@ def run(
       "timings": timings,
   }
   timings["total"] = time.perf_counter() - began
-  (out / "report.md").write_text(render_report(result))
+  from jaxscale import atomic
+
+  atomic.write_text(out / "report.md", render_report(result))
   _write_json(out / "study.json", study_json(result))
   return result
 
@@ -167,7 +169,11 @@ def _heldout(frame, *, bootstrap: int, seed: int) -> dict[str, Any] | None:
   held = budget_C.index[-1]
   train = frame[frame["group"] != held]
   test = frame[frame["group"] == held]
-  fit = fitting.fit(LAW, runs_lib.from_frame(train))
+  try:
+    fit = fitting.fit(LAW, runs_lib.from_frame(train))
+  except ValueError as error:  # e.g. too few runs below the largest budget
+    return {"group": str(held), "compute": float(budget_C.iloc[-1]), "runs": [],
+            "relative_error": None, "inside_band": None, "skipped": str(error)}
   N, D, observed = (test[c].to_numpy(float) for c in ("N", "D", "loss"))
   predicted = np.asarray(fit.predict(N=N, D=D), float)
   relative = (predicted - observed) / observed
@@ -323,6 +329,8 @@ def _heldout_section(result) -> list[str]:
   heldout = result["heldout"]
   if not heldout:
     return []
+  if heldout.get("skipped"):
+    return ["", "## Held-out budget", "", f"Not checked: {heldout['skipped']}"]
   lines = ["", "## Held-out budget", "",
            f"Fitted without the largest budget ({heldout['group']}, C = {heldout['compute']:.3g}) and "
            f"asked to predict its {len(heldout['runs'])} runs:", "",
@@ -398,7 +406,12 @@ def render_report(result: dict[str, Any]) -> str:
         f"N_opt ~ C^{a:.3f}" + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "")
         + f", D_opt ~ C^{b:.3f}; the fitted law (Approach 3) gives N_opt ~ C^{a3:.3f}."
     )
-  lines += ["", "## In plain words", "", result["summary_text"], "", "## Diagnostics", ""]
+  largest = result["frame"].sort_values("C").iloc[-1]
+  lines += ["", "## In plain words", "",
+            "(The allocation above and the sentences below count compute as Chinchilla's 6ND; the "
+            f"runs' C also counts attention, so the largest run's C = {largest['C']:.3g} is "
+            f"6ND = {6 * largest['N'] * largest['D']:.3g} here.)", "",
+            result["summary_text"], "", "## Diagnostics", ""]
   lines += [f"- {finding}" for finding in result["diagnostics"]] or ["- none: the design identifies the law."]
   lines += ["", "## Figures", ""]
   captions = {

@@ -98,6 +98,7 @@ def summarize(fit, *, N: float | None = None, D: float | None = None, C: float |
       "formula": law.formula,
       "reference": reference,
       "irreducible_loss": E,
+      "params": params,
       "reducible_loss": reducible,
       "effects": {},
   }
@@ -160,7 +161,10 @@ def format_summary(facts: dict[str, Any]) -> str:
       f"At {where} ({scale}) the predicted loss is {reference['loss']:.4g}; "
       + (
           f"{facts['reducible_loss']:.3g} of it is reducible (above the irreducible E = {facts['irreducible_loss']:.4g})."
-          if facts["irreducible_loss"]
+          if facts["irreducible_loss"] > 1e-9 * max(reference["loss"], 1e-300)
+          else "the fit put the irreducible loss E at 0: the runs do not determine it, and the shares below treat "
+               "all of the loss as reducible."
+          if "irreducible_loss" in facts and "E" in facts.get("params", {"E": 0.0})
           else "the law has no irreducible term, so all of it is reducible."
       ),
   ]

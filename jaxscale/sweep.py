@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -121,9 +122,13 @@ def size_config(size: str | dict, *, vocab_size: int = CORPUS_VOCAB_SIZE,
   if isinstance(size, dict):
     fields = dict(vocab_size=vocab_size, context=context)
     fields.update(size)
-    if "d_model" in fields and "d_ff" not in fields:
+    if "d_model" in fields and "d_ff" not in fields and isinstance(fields["d_model"], int):
       fields["d_ff"] = 4 * fields["d_model"]
-    return ModelConfig.from_dict(fields)
+    try:
+      return ModelConfig.from_dict(fields)
+    except TypeError:  # a required field is missing
+      raise ValueError(f"size {size!r} needs d_model, n_layers and n_heads (d_ff defaults"
+                       " to 4 * d_model).") from None
   raise ValueError(f"a size must be a ladder name or a dict, got {size!r}.")
 
 
@@ -219,7 +224,7 @@ class Plan:
 
 def _run_spec(config, tokens, *, seed, corpus, group, learning_rate, batch_size,
               eval_tokens, num_evals, final_eval_tokens=None) -> RunSpec:
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   lr = train_lib.default_learning_rate(config) if learning_rate is None else learning_rate
   batch = train_lib.default_batch_size(config) if batch_size is None else batch_size
@@ -273,7 +278,7 @@ def isoflop_plan(compute_budgets: Sequence[float],
   budget left with no size is a ValueError.
   """
   from jaxscale import model as model_lib
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   if isinstance(sizes, Mapping) and set(sizes) != set(compute_budgets):
     raise ValueError(f"sizes per budget must name exactly the budgets {list(compute_budgets)},"
@@ -381,6 +386,7 @@ def plan_from_config(path: str | os.PathLike, corpus: str | None = None) -> Plan
   if ("isoflop_budgets" in config) == ("token_budgets" in config):
     raise ValueError(f"config file {str(path)!r} needs exactly one of 'isoflop_budgets'"
                      " or 'token_budgets'.")
+  _check_config_types(config, f"config file {str(path)!r}")
   common = dict(name=config.get("name", os.path.splitext(os.path.basename(path))[0]),
                 corpus=corpus or config.get("corpus", LAB_CORPUS),
                 context=config.get("context", DEFAULT_CONTEXT),
@@ -393,6 +399,70 @@ def plan_from_config(path: str | os.PathLike, corpus: str | None = None) -> Plan
     return isoflop_plan(config["isoflop_budgets"], config["sizes"],
                         min_steps=config.get("min_steps", 1), **common)
   return grid_plan(config["sizes"], config["token_budgets"], **common)
+
+
+MAX_SEED = 2**32 - 1
+
+
+def _check_config_types(config: dict, where: str) -> None:
+  """Each key of a JSON plan has the type it needs; a ValueError names the key otherwise."""
+
+  def whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+  def number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+  def fail(key: str, expected: str):
+    raise ValueError(f"{where}: {key!r} must be {expected}, got {config[key]!r}.")
+
+  sizes = config["sizes"]
+  if not isinstance(sizes, list) or not sizes:
+    fail("sizes", "a non-empty list of ladder names (e.g. [\"d32x2\"]) or dicts of"
+         " ModelConfig fields")
+  for size in sizes:
+    if not isinstance(size, (str, dict)):
+      fail("sizes", "a list of ladder names or dicts of ModelConfig fields")
+  for key in ("isoflop_budgets", "token_budgets"):
+    if key in config:
+      budgets = config[key]
+      if (not isinstance(budgets, list) or not budgets
+          or not all(number(b) and b > 0 for b in budgets)):
+        unit = "FLOPs" if key == "isoflop_budgets" else "tokens"
+        fail(key, f"a non-empty list of positive numbers of {unit} (e.g. [1e10, 3e10]),"
+             " not text")
+  if "seeds" in config:
+    seeds = config["seeds"]
+    if (not isinstance(seeds, list) or not seeds
+        or not all(whole(s) and 0 <= s <= MAX_SEED for s in seeds)):
+      fail("seeds", f"a non-empty list of whole numbers from 0 to {MAX_SEED} (e.g. [0, 1, 2])")
+  for key in ("context", "eval_tokens", "num_evals", "min_steps"):
+    if key in config and not (whole(config[key]) and config[key] >= 1):
+      fail(key, "a whole number >= 1")
+  if config.get("batch_size") is not None and not (whole(config["batch_size"])
+                                                   and config["batch_size"] >= 1):
+    fail("batch_size", "a whole number >= 1 (or null for the size's default)")
+  if config.get("learning_rate") is not None and not (number(config["learning_rate"])
+                                                      and config["learning_rate"] > 0):
+    fail("learning_rate", "a positive number (or null for the size's default)")
+  for key in ("name", "corpus"):
+    if key in config and not (isinstance(config[key], str) and config[key]):
+      fail(key, "a non-empty string")
+
+
+def check_corpus(corpus: str) -> None:
+  """A ValueError now, before anything is written, for a corpus that cannot be loaded."""
+  if not isinstance(corpus, str) or not corpus:
+    raise ValueError(f"corpus must be 'synthetic', 'stdlib' or a path, got {corpus!r}.")
+  if corpus == "quanta" or corpus.startswith("quanta:"):
+    from jaxscale import corpus as corpus_lib
+
+    corpus_lib.parse_quanta_spec(corpus)  # a ValueError naming a bad option
+    return
+  if corpus not in ("synthetic", "stdlib") and not os.path.exists(corpus):
+    raise ValueError(f"corpus {corpus!r} is neither 'quanta', 'synthetic', 'stdlib' nor an"
+                     " existing text file or folder; check the path.")
 
 
 def _with_corpus(plan: Plan, corpus: str) -> Plan:
@@ -416,35 +486,144 @@ def resolve_plan(plan: Plan | str, corpus: str | None = None) -> Plan:
 # ------------------------------------------------------------------------- records
 
 
-def _fsync_dir(path: str) -> None:
-  try:
-    fd = os.open(path, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:
-    pass
-  finally:
-    os.close(fd)
-
-
 def _atomic_write_text(path: str, text: str) -> None:
-  temporary = f"{path}.tmp-{os.getpid()}"
-  with open(temporary, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(temporary, path)
-  _fsync_dir(os.path.dirname(os.path.abspath(path)))
+  from jaxscale import atomic
+
+  atomic.write_text(path, text)
 
 
 def _read_csv(path: str, columns: Sequence[str]) -> "pd.DataFrame":
   import pandas as pd
 
-  if os.path.exists(path):
-    return pd.read_csv(path, dtype={"run_id": str, "group": object})
+  if os.path.exists(path) and os.path.getsize(path) > 0:
+    try:
+      return pd.read_csv(path, dtype={"run_id": str, "group": object})
+    except pd.errors.EmptyDataError:  # only blank lines
+      pass
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+      raise ValueError(f"{path} cannot be read as CSV ({str(e).splitlines()[0]}); move it"
+                       " away and run the sweep again to retrain its runs.") from None
   return pd.DataFrame(columns=list(columns))
+
+
+def _read_raw_rows(path: str) -> tuple[list[str] | None, list[list[str]]]:
+  """The header and rows of a CSV as text, exactly as written (None, [] if absent)."""
+  import csv
+
+  if not os.path.exists(path):
+    return None, []
+  with open(path, newline="", errors="replace") as f:
+    rows = [row for row in csv.reader(f)]
+  rows = [row for row in rows if row]  # blank lines
+  if not rows:
+    return None, []
+  return rows[0], rows[1:]
+
+
+def _write_raw_rows(path: str, header: Sequence[str], rows: list[list[str]]) -> None:
+  import csv
+  import io
+
+  text = io.StringIO()
+  writer = csv.writer(text, lineterminator="\n")
+  writer.writerow(header)
+  writer.writerows(rows)
+  _atomic_write_text(path, text.getvalue())
+
+
+def _expected_row(spec: RunSpec) -> dict:
+  """The fields of a finished run's row that follow from its spec alone."""
+  from jaxscale import model as model_lib
+  from jaxscale.train import num_steps
+
+  counts = model_lib.count_params(spec.model)
+  steps = num_steps(spec.tokens, spec.batch_size, spec.model.context)
+  tokens = steps * spec.batch_size * spec.model.context
+  config = spec.model
+  return dict(N=counts["non_embedding"], N_total=counts["total"], D=tokens,
+              C=model_lib.flops_per_token(config) * tokens, seed=spec.seed,
+              d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
+              d_ff=config.d_ff, context=config.context, vocab=config.vocab_size,
+              lr=spec.learning_rate, batch_size=spec.batch_size, steps=steps,
+              tokens_budget=spec.tokens)
+
+
+def _row_problem(fields: dict, spec: RunSpec | None) -> str | None:
+  """Why a recorded row cannot stand for a finished run of the plan, or None if it can."""
+  if spec is None:
+    return "its run_id is not in the plan"
+  missing = [c for c in RUNS_COLUMNS if c not in fields]
+  if missing:
+    return f"it lacks {missing}"
+  for name in ("loss", "accuracy", "wall_time_s", "resumed_from_step"):
+    try:
+      value = float(fields[name])
+    except ValueError:
+      return f"its {name} {fields[name]!r} is not a number"
+    if not math.isfinite(value) or value < 0:
+      return f"its {name} is {fields[name]!r}"
+  if float(fields["loss"]) <= 0:
+    return "its loss is not positive"
+  for name, want in _expected_row(spec).items():
+    text = fields[name]
+    try:
+      got = float(text)
+    except ValueError:
+      return f"its {name} {text!r} is not a number"
+    if not math.isclose(got, float(want), rel_tol=1e-9, abs_tol=0.0):
+      return f"its {name} is {text}, the plan says {want}"
+  for name, want in (("corpus", spec.corpus), ("size", size_name(spec.model)),
+                     ("group", spec.group or "")):
+    if fields[name] != want:
+      return f"its {name} is {fields[name]!r}, the plan says {want!r}"
+  return None
+
+
+def _check_records(out_dir: str, plan: Plan, say) -> set[str]:
+  """Checks every row of ``runs.csv`` against the plan; rewrites it without the rows that
+  are torn, unparseable, duplicated or foreign (saying so, so they retrain); returns the
+  run_ids of the rows kept. Curve rows of runs not kept are dropped too."""
+  runs_path = os.path.join(out_dir, "runs.csv")
+  header, rows = _read_raw_rows(runs_path)
+  if header is None:
+    if os.path.exists(runs_path):
+      say(f"{runs_path} is empty; every run of the plan will train.")
+      os.remove(runs_path)
+    return set()
+  specs = {s.run_id: s for s in plan.runs}
+  kept, dropped, done = [], [], set()
+  bad_header = list(header) != list(RUNS_COLUMNS)
+  for number, row in enumerate(rows, start=2):
+    fields = dict(zip(header, row)) if len(row) == len(header) else None
+    run_id = (fields or {}).get("run_id", row[0] if row else "")
+    if bad_header:
+      problem = f"the header is not {','.join(RUNS_COLUMNS)}"
+    elif fields is None:
+      problem = f"it has {len(row)} fields, the header {len(header)}"
+    elif run_id in done:
+      problem = "it repeats an earlier row of the same run"
+    else:
+      problem = _row_problem(fields, specs.get(run_id))
+    if problem is None:
+      kept.append(row)
+      done.add(run_id)
+    else:
+      dropped.append((number, run_id, problem))
+  if dropped:
+    for number, run_id, problem in dropped[:5]:
+      say(f"{runs_path} line {number} (run {run_id or '?'}) is not a complete run of this"
+          f" plan ({problem}); dropping it, and the run trains again.")
+    if len(dropped) > 5:
+      say(f"... and {len(dropped) - 5} more such rows.")
+    _write_raw_rows(runs_path, RUNS_COLUMNS, kept)
+  curves_path = os.path.join(out_dir, "curves.csv")
+  curve_header, curve_rows = _read_raw_rows(curves_path)
+  if curve_header is not None:
+    good = [r for r in curve_rows if len(r) == len(curve_header) and r[0] in done]
+    if list(curve_header) != list(CURVES_COLUMNS) or len(good) != len(curve_rows):
+      _write_raw_rows(curves_path, CURVES_COLUMNS,
+                      good if list(curve_header) == list(CURVES_COLUMNS) else [])
+  return done
 
 
 def _replace_rows(path: str, columns: Sequence[str], run_id: str,
@@ -459,16 +638,31 @@ def _replace_rows(path: str, columns: Sequence[str], run_id: str,
   _atomic_write_text(path, table.to_csv(index=False))
 
 
-def _check_plan(out_dir: str, plan: Plan) -> None:
+def _started(out_dir: str) -> bool:
+  """Whether any run of the folder's sweep was recorded or checkpointed."""
+  _, rows = _read_raw_rows(os.path.join(out_dir, "runs.csv"))
+  checkpoints = os.path.join(out_dir, "checkpoints")
+  return bool(rows) or (os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+
+
+def _check_plan(out_dir: str, plan: Plan, say=None) -> None:
+  """Writes ``plan.json``, or checks that it holds this plan. A different plan whose sweep
+  never recorded or checkpointed a run (say its config failed) is replaced."""
   path = os.path.join(out_dir, "plan.json")
   wanted = plan.to_dict()
   if os.path.exists(path):
-    with open(path) as f:
-      existing = json.load(f)
-    if existing != json.loads(json.dumps(wanted)):
+    try:
+      with open(path) as f:
+        existing = json.load(f)
+    except (OSError, ValueError):
+      existing = None
+    if existing == json.loads(json.dumps(wanted)):
+      return
+    if _started(out_dir):
       raise ValueError(f"out_dir {out_dir!r} already holds a different plan; use a new"
                        " --out or delete it.")
-    return
+    if say is not None:
+      say(f"{path}: replacing a different plan, none of whose runs had started.")
   _atomic_write_text(path, json.dumps(wanted, indent=1))
 
 
@@ -608,9 +802,13 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
     raise ValueError("workers > 1 needs file locks (fcntl), which Windows lacks; use"
                      " workers=1.")
   plan = resolve_plan(plan, corpus)
+  for name in sorted({s.corpus for s in plan.runs}):
+    check_corpus(name)
   out_dir = os.fspath(out_dir)
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f"out_dir {out_dir!r} exists and is not a folder; give a folder path"
+                     " for the sweep.")
   os.makedirs(out_dir, exist_ok=True)
-  _check_plan(out_dir, plan)
   runs_path = os.path.join(out_dir, "runs.csv")
   checkpoints_root = os.path.join(out_dir, "checkpoints")
   settings = dict(every_fraction=checkpoint_every_fraction,
@@ -621,8 +819,18 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
     together = default_together()
   if isinstance(together, bool) or not isinstance(together, int) or together < 1:
     raise ValueError(f"together must be a positive int or None, got {together!r}.")
+  def say(line: str) -> None:  # always shown: the user must know what is retrained
+    print(f"note: {line}", file=sys.stderr)
+
   with _sweep_session(out_dir):
-    done = set(_read_csv(runs_path, RUNS_COLUMNS)["run_id"])
+    from jaxscale import atomic
+
+    atomic.remove_litter(out_dir)  # temporary files of a writer killed mid-write
+    for name in os.listdir(out_dir):  # errors left by the workers of a killed session
+      if re.fullmatch(r"\.worker-\d+\.error", name):
+        os.remove(os.path.join(out_dir, name))
+    _check_plan(out_dir, plan, say)
+    done = _check_records(out_dir, plan, say)
     _remove_finished_checkpoints(checkpoints_root, done)
     todo = [s for s in plan.runs if s.run_id not in done]
     if done:
@@ -735,7 +943,7 @@ def _sweep_session(out_dir: str):
 def _group_key(spec: RunSpec) -> tuple:
   """Runs with equal keys can train together: one shape, one step count, one compiled step."""
   from jaxscale import together as together_lib
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   config = spec.train_config()
   shared = tuple((f.name, getattr(config, f.name))
@@ -782,7 +990,7 @@ def _train_unclaimed(plan: Plan, out_dir: str, display: Progress, settings: dict
   from jaxscale import corpus as corpus_lib
   from jaxscale import model as model_lib
   from jaxscale import together as together_lib
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   corpora: dict[str, Any] = {}
   while group := _claim_next(plan, out_dir, largest_first=largest_first,
@@ -838,7 +1046,7 @@ def _quanta_rows(spec: RunSpec, result, data) -> list[dict]:
   """Per-quantum scores of a run on a quanta corpus (see jaxscale.quanta.score_by_rank)."""
   from jaxscale import model as model_lib
   from jaxscale import quanta
-  from jaxscale import train as train_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
   if not isinstance(data.source, quanta.QuantaSource) or result.params is None:
     return []
@@ -912,23 +1120,68 @@ def _run_workers(out_dir: str, workers: int, progress: bool, settings: dict,
       command += ["--core", str(cores[k % len(cores)])]
     if not progress:
       command.append("--quiet")
-    processes.append(subprocess.Popen(command, env=env))
+    # A worker's error comes back in a file, so the user sees one error line, not one per
+    # process; its own session keeps a terminal's Ctrl-C for this process to hand on.
+    processes.append(subprocess.Popen(command, env=env, start_new_session=True))
   failed = []
   try:
     for k, process in enumerate(processes):
       if process.wait() != 0:
         failed.append((k, process.returncode))
+  except KeyboardInterrupt:
+    _stop_workers(processes, signal_first=True)
+    raise
   finally:
-    for process in processes:  # interrupted (Ctrl-C): take the workers down too
-      if process.poll() is None:
-        process.kill()
-        process.wait()
+    _stop_workers(processes, signal_first=False)
   if failed:
     k, code = failed[0]
+    message = _worker_error(out_dir, k)
+    for other, _ in failed[1:]:
+      _worker_error(out_dir, other)
     raise ChildProcessError(
-        f"sweep worker {k + 1} of {workers} stopped with exit status {code} (its error is"
-        " printed above); every finished run is kept: run the same command again to"
-        " resume.")
+        f"sweep worker {k + 1} of {workers} stopped"
+        f" ({message or f'exit status {code}'}); every finished run is kept: run the"
+        " same command again to resume.")
+
+
+def _worker_error_path(out_dir: str, index: int) -> str:
+  return os.path.join(out_dir, f".worker-{index}.error")
+
+
+def _worker_error(out_dir: str, index: int) -> str | None:
+  """The error a worker left behind (and removes it), or None."""
+  path = _worker_error_path(out_dir, index)
+  try:
+    with open(path) as f:
+      message = " ".join(f.read().split())
+    os.remove(path)
+  except OSError:
+    return None
+  return message or None
+
+
+def _stop_workers(processes, *, signal_first: bool) -> None:
+  """Interrupted (Ctrl-C): ask the workers to stop (SIGINT), give them a moment to finish
+  the write in hand, then kill any left."""
+  import signal as signal_lib
+
+  alive = [p for p in processes if p.poll() is None]
+  if signal_first:
+    for process in alive:
+      try:
+        process.send_signal(signal_lib.SIGINT)
+      except OSError:
+        pass
+    deadline = time.monotonic() + 5.0
+    for process in alive:
+      try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+      except Exception:  # a second Ctrl-C or the timeout: kill below
+        pass
+  for process in processes:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -965,6 +1218,10 @@ def _worker_main(argv: Sequence[str]) -> int:
     if os.getppid() != parent:  # the sweep's process died: stop rather than race a new one
       os._exit(1)
 
+  import signal as signal_lib
+
+  # The parent forwards Ctrl-C as SIGINT: stop quietly, the parent says it once.
+  signal_lib.signal(signal_lib.SIGINT, signal_lib.default_int_handler)
   try:
     from jaxscale import compilation_cache
     from jaxscale import model as model_lib
@@ -979,8 +1236,16 @@ def _worker_main(argv: Sequence[str]) -> int:
                        log_every_s=10.0, prefix=f"[worker {args.index + 1}/{args.workers}] ")
     _train_unclaimed(plan, args.out_dir, display, json.loads(args.settings),
                      largest_first=True, together=args.together, on_step=stop_if_orphaned)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
+  except KeyboardInterrupt:
+    return 130
+  except Exception as e:  # reported by the parent as its one error line
+    from jaxscale import errors
+
+    try:
+      with open(_worker_error_path(args.out_dir, args.index), "w") as f:
+        f.write(errors.message(e))
+    except OSError:
+      print(f"error: {errors.message(e)}", file=sys.stderr)
     return 2
   return 0
 
@@ -1058,14 +1323,14 @@ def main(argv: Iterable[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="jaxscale")
   add_cli(parser.add_subparsers(dest="command", required=True))
   args = parser.parse_args(argv)
-  try:
-    return args.func(args)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  from jaxscale import errors
+
+  return errors.run_command(args.func, args, cache=False)
 
 
 if __name__ == "__main__":
   if sys.argv[1:2] == ["_worker"]:
     sys.exit(_worker_main(sys.argv[2:]))
-  sys.exit(main())
+  from jaxscale import errors
+
+  errors.exit_with(main())

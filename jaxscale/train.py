@@ -345,7 +345,10 @@ class RunCheckpointer:
 
   Saves are synchronous and atomic (Orbax writes to a temporary folder, then renames),
   so a process killed mid-save leaves the previous checkpoint intact. Only the latest
-  checkpoint is kept.
+  checkpoint is kept. A checkpoint that cannot be read back (a garbage manifest, deleted
+  arrays, garbage metadata, arrays of the wrong shape) is discarded with a note on
+  ``log`` and the run goes on from the previous good one, or from the start; a save that
+  fails (a full disk) is an OSError saying how to resume.
 
   Args:
     directory: where the run's checkpoints live.
@@ -353,10 +356,12 @@ class RunCheckpointer:
     max_interval_s: ... and whenever this long has passed since the last save ...
     min_interval_s: ... but not sooner than this after the last save (cheap runs need
       no checkpoint every 10%; a saved step is never repeated anyway).
+    log: where notes about discarded checkpoints go (default: a ``note:`` line on stderr).
   """
 
   def __init__(self, directory: str | os.PathLike, *, every_fraction: float = 0.1,
-               max_interval_s: float = 20.0, min_interval_s: float = 2.0):
+               max_interval_s: float = 20.0, min_interval_s: float = 2.0,
+               log: Callable[[str], None] | None = None):
     import orbax.checkpoint as ocp
 
     self._ocp = ocp
@@ -364,16 +369,41 @@ class RunCheckpointer:
     self.every_fraction = every_fraction
     self.max_interval_s = max_interval_s
     self.min_interval_s = min_interval_s
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                           cleanup_tmp_directories=True,
-                                           enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("arrays", "meta"))
+    self._log = log or _note
+    try:
+      self._manager = self._open()
+    except Exception as error:  # unreadable step metadata: start the folder afresh
+      self._log(f"checkpoints in {self.directory} cannot be read ({_short(error)});"
+                " discarding them and training the run from the start.")
+      import shutil
+
+      shutil.rmtree(self.directory, ignore_errors=True)
+      self._manager = self._open()
     self._last_save_time = time.monotonic()
     self._last_save_step = None
 
+  def _open(self):
+    ocp = self._ocp
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                           cleanup_tmp_directories=True,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(self.directory, options=options,
+                                 item_names=("arrays", "meta"))
+
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def _discard(self, step: int, error: BaseException) -> None:
+    """Deletes an unreadable checkpoint, says so, and reopens the folder."""
+    import shutil
+
+    self._manager.close()
+    shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
+    self._manager = self._open()
+    previous = self._manager.latest_step()
+    then = f"from step {previous}" if previous is not None else "from the start"
+    self._log(f"checkpoint at step {step} in {self.directory} is unreadable"
+              f" ({_short(error)}); discarding it and training the run {then}.")
 
   def should_save(self, step: int, total_steps: int) -> bool:
     if step >= total_steps:
@@ -386,16 +416,27 @@ class RunCheckpointer:
   def save(self, step: int, arrays: list, meta: dict) -> None:
     args = self._ocp.args
     named = {f"{i:05d}": a for i, a in enumerate(arrays)}
-    self._manager.save(step, args=args.Composite(arrays=args.StandardSave(named),
-                                                 meta=args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=args.Composite(arrays=args.StandardSave(named),
+                                                   meta=args.JsonSave(meta)))
+      self._manager.wait_until_finished()
+    except Exception as error:  # a full disk, a vanished folder: one line, how to resume
+      raise OSError(f"could not write a checkpoint to {self.directory} ({_short(error)});"
+                    " free some disk space and run the same command again to resume"
+                    " from the last checkpoint.") from None
     self._last_save_time = time.monotonic()
     self._last_save_step = step
 
   def restore(self, like_arrays: list) -> tuple[int, list, dict] | None:
-    step = self.latest_step()
-    if step is None:
-      return None
+    """The latest readable checkpoint as ``(step, arrays, meta)``, or None when there is none."""
+    while (step := self.latest_step()) is not None:
+      try:
+        return self._restore(step, like_arrays)
+      except Exception as error:  # corrupted: discard it, try the one before
+        self._discard(step, error)
+    return None
+
+  def _restore(self, step: int, like_arrays: list) -> tuple[int, list, dict]:
     args = self._ocp.args
     abstract = {f"{i:05d}": jax.ShapeDtypeStruct(a.shape, a.dtype)
                 for i, a in enumerate(like_arrays)}
@@ -405,20 +446,53 @@ class RunCheckpointer:
     # for committed inputs; uncommitted copies, like fresh state, reuse the first.
     arrays = [jnp.asarray(np.asarray(restored["arrays"][f"{i:05d}"]))
               for i in range(len(like_arrays))]
+    for i, (got, like) in enumerate(zip(arrays, like_arrays)):
+      if got.shape != like.shape:
+        raise ValueError(f"array {i:05d} has shape {got.shape}, expected {like.shape}")
+    meta = _checked_meta(restored["meta"], step)
     self._last_save_step = step
-    return step, arrays, dict(restored["meta"])
+    return step, arrays, meta
 
   def latest_meta(self) -> dict | None:
-    """The latest checkpoint's meta alone, to see who wrote it before reading arrays."""
-    step = self.latest_step()
-    if step is None:
-      return None
+    """The latest readable checkpoint's meta alone, to see who wrote it before reading arrays."""
     args = self._ocp.args
-    restored = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
-    return dict(restored["meta"])
+    while (step := self.latest_step()) is not None:
+      try:
+        restored = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
+        return _checked_meta(restored["meta"], step)
+      except Exception as error:
+        self._discard(step, error)
+    return None
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _note(line: str) -> None:
+  import sys
+
+  print(f"note: {line}", file=sys.stderr)
+
+
+def _short(error: BaseException) -> str:
+  text = " ".join(str(error).split()) or type(error).__name__
+  return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _checked_meta(meta, step: int) -> dict:
+  """A checkpoint's meta, if it has what a resume needs; else a ValueError."""
+  if not isinstance(meta, dict):
+    raise ValueError(f"its metadata is {type(meta).__name__}, not an object")
+  wall = meta.get("wall_time_s")
+  curves = [meta["curve"]] if "curve" in meta else meta.get("curves")  # one run, or K together
+  if not (isinstance(curves, list) and all(
+      isinstance(c, list) and all(isinstance(p, dict) for p in c) for c in curves)):
+    raise ValueError("its metadata has no eval curve")
+  if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not math.isfinite(wall):
+    raise ValueError("its metadata has no wall time")
+  if meta.get("step", step) != step:
+    raise ValueError(f"its metadata says step {meta.get('step')!r}, its folder {step}")
+  return dict(meta)
 
 
 def train(model_config: model_lib.ModelConfig, train_config: TrainConfig, corpus: Corpus,

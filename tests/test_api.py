@@ -50,3 +50,16 @@ def test_strict_dtype_promotion_is_on_here():
 
   with pytest.raises(Exception, match="strict"):
     jnp.zeros(2, jnp.int32) + jnp.zeros(2, jnp.float32)
+
+
+def test_exports_do_not_shadow_submodules():
+  import importlib
+  import pkgutil
+
+  import jaxscale
+
+  submodules = {info.name for info in pkgutil.iter_modules(jaxscale.__path__)}
+  assert not submodules & set(jaxscale._EXPORTS), "an export would hide a submodule"
+  from jaxscale import train  # the module, whatever was imported before
+
+  assert train is importlib.import_module("jaxscale.train") and callable(jaxscale.train_model)

@@ -77,3 +77,14 @@ def test_cli_summarize_json_and_missing_reference(tmp_path, capsys):
   assert cli.main(["summarize", "--fit", str(path)]) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "--runs" in err
+
+
+def test_an_E_fitted_to_zero_is_not_called_a_law_without_a_floor(chinchilla_fit):
+  from jaxscale import summary
+
+  facts = summary.summarize(chinchilla_fit, N=1e9, D=2e10)
+  facts["irreducible_loss"] = 0.0  # what a fit that drove E to its bound reports
+  text = summary.format_summary(facts)
+  assert "E at 0: the runs do not determine it" in text and "no irreducible term" not in text
+  kaplan = summary.format_summary({**facts, "params": {"A": 1.0}})
+  assert "no irreducible term" in kaplan

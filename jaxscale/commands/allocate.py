@@ -41,11 +41,30 @@ def add_cli(subparsers) -> None:
   parser.set_defaults(func=run)
 
 
+# A budget below one parameter trained on one token (6 FLOPs), or above any conceivable training
+# run, has no allocation worth computing; the optimiser's float64 search breaks down out there.
+MIN_COMPUTE, MAX_COMPUTE = 6.0, 1e60
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+  """Budgets and token counts that cannot have a finite answer, refused before any work."""
+  for budget in args.compute or ():
+    if not MIN_COMPUTE <= budget <= MAX_COMPUTE:
+      raise ValueError(f"--compute {budget:g} is outside {MIN_COMPUTE:g} to {MAX_COMPUTE:g} FLOPs (6 FLOPs train one "
+                       "parameter on one token); give a budget in that range")
+    if args.inference_tokens and 2 * args.inference_tokens + MIN_COMPUTE > budget:
+      raise ValueError(f"--inference-tokens {args.inference_tokens:g} costs at least {2 * args.inference_tokens:g} FLOPs "
+                       f"(2 N T with N >= 1), more than --compute {budget:g}; lower --inference-tokens or raise --compute")
+  if args.inference_tokens and args.inference_tokens > MAX_COMPUTE:
+    raise ValueError(f"--inference-tokens {args.inference_tokens:g} is above {MAX_COMPUTE:g}; give a realistic token count")
+
+
 def run(args: argparse.Namespace) -> int:
   import sys
 
   from jaxscale import allocation, fitting, laws
 
+  check_arguments(args)
   commands.load_law_module(args)
   if args.fit:
     fit = fitting.FitResult.from_json(args.fit)  # imports the fit's own law module, if it names one
@@ -66,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
       floor=args.floor,
       **{name: value for name, value in (("r_star", args.r_star), ("r_n_star", args.r_n_star)) if value is not None},
   )
+  _check_finite(rows, args, law.name)
   solved = solved_with(law.name, rows[0]["law"], args)
   if args.format == "json":
     settings = {"inference_tokens": args.inference_tokens, "unique_tokens": args.unique_tokens, "floor": args.floor}
@@ -76,6 +96,29 @@ def run(args: argparse.Namespace) -> int:
       print(f"note: {_extension(law.name, solved)}", file=sys.stderr)
     print(render(law.name, source, rows, samples is not None))
   return 0
+
+
+def _check_finite(rows: list[dict], args: argparse.Namespace, law_name: str) -> None:
+  """A budget or loss the law cannot answer in float64 is an error naming its flag, not a NaN row."""
+  import math
+
+  for row in rows:
+    try:
+      values = [float(row[name]) for name in ("compute", "N", "D", "loss")]
+    except (KeyError, TypeError, ValueError):
+      values = [math.nan]
+    if all(math.isfinite(v) and v > 0 for v in values):
+      continue
+    if args.target_loss is not None:
+      flag = f"--target-loss {row.get('target_loss', '?'):g}"
+      reason = "no finite compute reaches that loss (is it far above the losses the law was fitted to?)"
+    else:
+      flag = f"--compute {row.get('compute', float('nan')):g}"
+      reason = "the compute-optimal N and D leave float64's range at that budget"
+    with_tokens = f" with --inference-tokens {args.inference_tokens:g}" if args.inference_tokens else ""
+    raise ValueError(
+        f"{flag}{with_tokens}: law {law_name} gives no finite allocation ({reason}); "
+        "use values nearer the scale of the runs the law was fitted to")
 
 
 def solved_with(law_name: str, solved_name: str, args: argparse.Namespace) -> dict:

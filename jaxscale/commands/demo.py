@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxscale import sweep
+from jaxscale import commands, sweep
 
 
 def add_cli(subparsers) -> None:
@@ -27,8 +27,8 @@ def add_cli(subparsers) -> None:
   plan.add_argument("--preset", choices=sweep.PRESETS, help="a built-in plan: quick, demo (the default) or seed (the size experiment)")
   plan.add_argument("--config", metavar="FILE.json", help="your own sweep plan (see `jaxscale sweep --help`)")
   parser.add_argument("--corpus", default=None, help="quanta (the presets' lab language; options as quanta:keys=4096,noise=0.1), synthetic (a Markov language), stdlib, or a text file/folder")
-  parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--bootstrap", type=commands.nonnegative_int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
+  parser.add_argument("--seed", type=commands.seed, default=0)
   parser.add_argument("--quiet", action="store_true", help="no progress display")
   sweep.add_workers_argument(parser)
   parser.set_defaults(func=run)
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
   if floor is not None:
     print(f"exact loss floor {floor:.4f} nats/token vs fitted E {fit.params['E']:.4f}"
           f" ({100 * (fit.params['E'] - floor) / floor:+.2f}%)")
-  if result["heldout"]:
+  if result["heldout"] and not result["heldout"].get("skipped"):
     held = result["heldout"]
     print(f"held-out budget {held['group']}: largest error {100 * held['relative_error']:.2f}%"
           + ("" if held["inside_band"] is None else f", inside the 95% prediction band: {held['inside_band']}"))

@@ -25,8 +25,8 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--keep", type=int, default=64, help="starts refined after pruning the grid; 0 refines all (default: %(default)s)")
   parser.add_argument("--max-steps", type=int, default=300, help="solver steps per start (default: %(default)s)")
   parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-  parser.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap replicates for CIs (e.g. 4000)")
-  parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: %(default)s)")
+  parser.add_argument("--bootstrap", type=commands.nonnegative_int, default=0, metavar="B", help="bootstrap replicates for CIs (e.g. 4000)")
+  parser.add_argument("--seed", type=commands.seed, default=0, help="seed of the bootstrap (default: %(default)s)")
   parser.add_argument("--cluster", default=None, metavar="COLUMN", help="resample whole groups of this column (e.g. group)")
   parser.add_argument("--by", default=None, metavar="COLUMN", help="fit one law per value of this column, in one batch")
   parser.add_argument("--devices", type=int, default=None, metavar="K", help="local devices to shard over (default: all)")
@@ -47,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
   commands.load_law_module(args)
   devices = devices_lib.local_devices(args.devices)  # checks --devices before any work
+  if args.out:
+    commands.output_file(args.out)
   runs = commands.load_runs(args)
+  commands.check_fit_memory(args.law, runs, keep=args.keep or None, bootstrap=args.bootstrap)
   if args.by:
     return run_by(args, runs, devices)
   from jaxscale.commands import objective_args

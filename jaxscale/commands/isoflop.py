@@ -21,14 +21,14 @@ def add_cli(subparsers) -> None:
   )
   commands.add_runs_arguments(parser)
   parser.add_argument("--curves", default=None, metavar="CURVES_CSV", help="loss curves (run_id, tokens, loss, N) for Approach 1")
-  parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="replicates for the exponents' CIs; 0 for none (default: %(default)s)")
-  parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+  parser.add_argument("--bootstrap", type=commands.nonnegative_int, default=1000, metavar="B", help="replicates for the exponents' CIs; 0 for none (default: %(default)s)")
+  parser.add_argument("--seed", type=commands.seed, default=0, help="bootstrap seed (default: %(default)s)")
   parser.add_argument(
       "--tolerance", type=commands.positive_float, default=0.02, metavar="DEX",
       help="without a group column, runs within this gap in log10 C share a budget (default: %(default)s)",
   )
-  parser.add_argument("--min-sizes", type=int, default=3, help="distinct model sizes a budget needs (default: %(default)s)")
-  parser.add_argument("--grid", type=int, default=200, help="compute values of Approach 1's envelope (default: %(default)s)")
+  parser.add_argument("--min-sizes", type=commands.positive_int, default=3, help="distinct model sizes a budget needs (default: %(default)s)")
+  parser.add_argument("--grid", type=commands.positive_int, default=200, help="compute values of Approach 1's envelope (default: %(default)s)")
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
   if args.bootstrap < 0:
     raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+  from jaxscale import limits
+
   runs = commands.load_runs(args)
+  commands.check_memory(limits.isoflop_bootstrap_bytes(replicates=args.bootstrap, runs=len(runs)),
+                        f"--bootstrap {args.bootstrap}", "use fewer replicates (1000 gives 95% CIs)")
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", isoflop.IsoFLOPWarning)
     results = {"approach2": isoflop.approach2(

@@ -23,9 +23,9 @@ def add_cli(subparsers) -> None:
   commands.add_runs_arguments(parser)
   commands.add_law_module_argument(parser)
   parser.add_argument("--out", required=True, metavar="DIR", help="directory for the PNGs (created if missing)")
-  parser.add_argument("--dpi", type=int, default=150, help="resolution (default: %(default)s)")
+  parser.add_argument("--dpi", type=commands.positive_int, default=150, help="resolution (default: %(default)s)")
   parser.add_argument(
-      "--extend", type=float, default=2.0, metavar="DECADES",
+      "--extend", type=commands.nonnegative_float, default=2.0, metavar="DECADES",
       help="decades of compute beyond the runs for the fitted curves (default: %(default)s)",
   )
   parser.add_argument(
@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
   if args.extend < 0:
     raise ValueError(f"--extend must be >= 0 decades, got {args.extend}")
   commands.load_law_module(args)
+  from jaxscale import limits
+
+  commands.output_folder(args.out)
+  commands.check_memory(limits.figure_bytes(dpi=args.dpi), f"a figure at --dpi {args.dpi}", "lower --dpi (150 to 600 prints well)")
   fit = fitting.FitResult.from_json(args.fit)  # imports the fit's own law module, if it names one
   runs = commands.load_runs(args)
   with warnings.catch_warnings(record=True) as caught:

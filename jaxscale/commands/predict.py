@@ -88,6 +88,10 @@ def run(args) -> int:
   given = {v: parse_values(v, getattr(args, v)) for v in VARIABLES}
   fit = fitting.FitResult.from_json(args.fit)
   law = fit.law_object
+  unused = [v for v in ("U",) if given[v] and v not in law.variables]
+  if unused:
+    raise ValueError(f"--{unused[0]} does not apply: law {fit.law!r} has no {unused[0]} (its inputs are "
+                     f"{', '.join(law.variables)}); drop --{unused[0]} or fit a law with it (e.g. data_constrained)")
   points = query_points(law.variables, given)
   if args.interval:
     from jaxscale import intervals

@@ -19,9 +19,9 @@ def add_cli(subparsers) -> None:
   )
   commands.add_runs_arguments(parser)
   parser.add_argument("--law", default="chinchilla", help="law name (see `jaxscale laws`; default: %(default)s)")
-  parser.add_argument("--holdout", type=int, default=3, metavar="K", help="largest budgets to hold out, one per fold (default: %(default)s)")
+  parser.add_argument("--holdout", type=commands.positive_int, default=3, metavar="K", help="largest budgets to hold out, one per fold (default: %(default)s)")
   parser.add_argument("--train-on", choices=("smaller", "rest"), default="smaller", help="training budgets of a fold (default: %(default)s)")
-  parser.add_argument("--min-runs", type=int, default=3, help="budgets with fewer runs are never held out (default: %(default)s)")
+  parser.add_argument("--min-runs", type=commands.positive_int, default=3, help="budgets with fewer runs are never held out (default: %(default)s)")
   parser.add_argument(
       "--tolerance", type=commands.positive_float, default=0.02, metavar="DEX",
       help="without a group column, runs within this gap in log10 C share a budget (default: %(default)s)",
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
   from jaxscale.commands import objective_args
 
   runs = commands.load_runs(args)
+  commands.check_fit_memory(args.law, runs, keep=64, folds=args.holdout)
   result = validation.validate(
       args.law, runs, holdout=args.holdout, train_on=args.train_on, min_runs=args.min_runs,
       tolerance=args.tolerance, loss=args.loss, delta=args.delta, dtype=args.dtype, **objective_args.options(args),
