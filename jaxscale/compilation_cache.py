@@ -35,6 +35,37 @@ def enable() -> None:
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  # JAX evicts least recently used entries past this size, so the folder cannot grow
-  # without bound (JAXSCALE_CACHE_MAX_BYTES overrides; -1 means no limit).
-  jax.config.update("jax_compilation_cache_max_size", int(os.environ.get("JAXSCALE_CACHE_MAX_BYTES", CACHE_MAX_BYTES)))
+  prune(cache_dir, int(os.environ.get("JAXSCALE_CACHE_MAX_BYTES", CACHE_MAX_BYTES)))
+
+
+def prune(cache_dir: str, max_bytes: int) -> int:
+  """Deletes the least recently written entries until the folder holds at most 3/4 of
+  ``max_bytes`` (when it holds more than ``max_bytes``); returns the bytes freed.
+
+  JAX's own size cap (``jax_compilation_cache_max_size``) needs ``filelock`` and, with
+  several sweep workers sharing the folder, warns about entries another process just
+  evicted; pruning once at start-up keeps the folder bounded without either.
+  """
+  if max_bytes < 0:
+    return 0
+  entries = []
+  for entry in os.scandir(cache_dir):
+    try:
+      if entry.is_file():
+        info = entry.stat()
+        entries.append((info.st_mtime, info.st_size, entry.path))
+    except OSError:
+      continue
+  total = sum(size for _, size, _ in entries)
+  if total <= max_bytes:
+    return 0
+  freed = 0
+  for _, size, path in sorted(entries):
+    if total - freed <= 0.75 * max_bytes:
+      break
+    try:
+      os.remove(path)
+      freed += size
+    except OSError:
+      pass
+  return freed

@@ -63,3 +63,17 @@ def test_exports_do_not_shadow_submodules():
   from jaxscale import train  # the module, whatever was imported before
 
   assert train is importlib.import_module("jaxscale.train") and callable(jaxscale.train_model)
+
+
+def test_compilation_cache_is_pruned_to_its_limit(tmp_path):
+  import os
+
+  from jaxscale import compilation_cache
+
+  for i in range(10):
+    path = tmp_path / f"entry{i}"
+    path.write_bytes(b"x" * 1000)
+    os.utime(path, (i, i))  # entry0 is the oldest
+  assert compilation_cache.prune(str(tmp_path), 20_000) == 0
+  assert compilation_cache.prune(str(tmp_path), 8_000) == 4000  # down to 3/4 of the limit
+  assert sorted(p.name for p in tmp_path.iterdir()) == [f"entry{i}" for i in range(4, 10)]
