@@ -94,7 +94,9 @@ def resample_weights(key: jax.Array, replicate_ids_K, unit_of_run_R, num_units, 
   def one(replicate_id):
     width = num_units if max_units is None else max_units
     draws = jax.random.randint(jax.random.fold_in(key, replicate_id), (width,), 0, num_units)
-    counts_U = jnp.zeros(width, jnp.int32).at[draws].add((jnp.arange(width) < num_units).astype(jnp.int32))
+    units = jnp.asarray(num_units)
+    live_U = jnp.arange(width, dtype=units.dtype) < units  # slots past num_units count for nothing
+    counts_U = jnp.zeros(width, jnp.int32).at[draws].add(live_U.astype(jnp.int32))
     return counts_U[unit_of_run_R]
 
   return jax.vmap(one)(replicate_ids_K)
