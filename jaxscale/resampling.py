@@ -381,9 +381,14 @@ class BootstrapResult:
     if not isinstance(names, Sequence) or isinstance(names, str):
       raise ValueError(f"{source}: bootstrap names must be a list of parameter names, got {type(names).__name__}; {fix}")
     names = tuple(names)
-    if samples.ndim != 2 or samples.shape[1] != len(names) or set(names) != set(law.natural_names):
+    if set(names) != set(law.natural_names) or len(names) != len(law.natural_names):
       raise ValueError(
-          f"{source}: bootstrap samples must be B x {len(law.natural_names)} ({', '.join(law.natural_names)}), got "
+          f"{source}: bootstrap names {list(names)} are not the parameters of law {law.name!r} "
+          f"({', '.join(law.natural_names)}); {fix}"
+      )
+    if samples.ndim != 2 or samples.shape[1] != len(names):
+      raise ValueError(
+          f"{source}: bootstrap samples must be B x {len(names)} (one column per name: {', '.join(names)}), got "
           f"shape {samples.shape}; {fix}"
       )
     count = len(samples)

@@ -190,3 +190,16 @@ def test_an_unreadable_checkpoint_is_discarded(damage, tmp_path):
   assert checkpointer.restore(like) is None and checkpointer.latest_step() is None
   checkpointer.close()
   assert len(notes) == 1 and "checkpoint at step 3" in notes[0] and "from the start" in notes[0]
+
+
+def test_bootstrap_names_that_do_not_match_the_law_are_named_as_such():
+  import numpy as np
+
+  from jaxscale import resampling
+
+  section = {"samples": np.ones((200, 5)).tolist(), "names": ["E", "A", "B", "alpha", "gamma"]}
+  with pytest.raises(ValueError, match=r"bootstrap names .* are not the parameters of law 'chinchilla'"):
+    resampling.BootstrapResult.from_dict(section, "chinchilla", {})
+  section = {"samples": np.ones((200, 4)).tolist(), "names": ["E", "A", "B", "alpha", "beta"]}
+  with pytest.raises(ValueError, match=r"must be B x 5 .* got shape \(200, 4\)"):
+    resampling.BootstrapResult.from_dict(section, "chinchilla", {})
