@@ -1237,6 +1237,11 @@ def _worker_main(argv: Sequence[str]) -> int:
     _train_unclaimed(plan, args.out_dir, display, json.loads(args.settings),
                      largest_first=True, together=args.together, on_step=stop_if_orphaned)
   except KeyboardInterrupt:
+    import logging
+
+    # A stopping worker's Orbax save threads may log a shutdown error with a traceback;
+    # the parent reports the interrupt once, so nothing else is printed from here on.
+    logging.disable(logging.CRITICAL)
     return 130
   except Exception as e:  # reported by the parent as its one error line
     from jaxscale import errors

@@ -143,7 +143,10 @@ def interrupted_workers(tmp_path_factory):
   run again on 2 workers."""
   tmp = tmp_path_factory.mktemp("sigint")
   config, out = tmp / "plan.json", tmp / "out"
-  _write_config(config, [STEPS * 20, STEPS * 200, STEPS * 201, STEPS * 30])
+  # Unequal long runs: while one worker records its 200-step run, the other is still inside
+  # its 800-step one, with checkpoints (two equal runs finished together, and a fast trainer
+  # left no moment with one run recorded and another checkpointed).
+  _write_config(config, [STEPS * 20, STEPS * 200, STEPS * 800, STEPS * 30])
   plan = sweep.plan_from_config(config)
   process = _start(config, out, tmp / "jax-cache", "--workers", "2")
   deadline = time.monotonic() + 180
