@@ -43,12 +43,9 @@ DATA = results.CHINCHILLA_CSV
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (97, 131, 163)
 
-# Run inside the child: counts backend compilations, then runs the CLI in-process.
-_CLI_CHILD = textwrap.dedent(
+# Both children count backend compilations and time trace, lowering and compile phases.
+_LISTENERS = textwrap.dedent(
     """
-    import json, sys, time
-    start = time.perf_counter()
-    import jax
     durations, hits = {}, []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, duration, **kw: durations.setdefault(event, []).append(duration))
@@ -59,6 +56,16 @@ _CLI_CHILD = textwrap.dedent(
       return {"compiles": len(backend) - len(hits), "cache_hits": len(hits), "compile_seconds": sum(backend),
               "trace_seconds": sum(durations.get("/jax/core/compile/jaxpr_trace_duration", [])),
               "lower_seconds": sum(durations.get("/jax/core/compile/jaxpr_to_mlir_module_duration", []))}
+    """
+)
+
+# Run inside the child: counts backend compilations, then runs the CLI in-process.
+_CLI_CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    start = time.perf_counter()
+    import jax
+    {listeners}
     from jaxscale import cli
     import contextlib, io
     with contextlib.redirect_stdout(io.StringIO()):
@@ -74,16 +81,7 @@ _PHASES_CHILD = textwrap.dedent(
     import jax, jax.numpy as jnp
     from jaxscale import fitting, laws, runs as runs_lib, solver
     t_import = time.perf_counter() - t0
-    durations, hits = {}, []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration, **kw: durations.setdefault(event, []).append(duration))
-    jax.monitoring.register_event_listener(
-        lambda event, **kw: hits.append(1) if event == "/jax/compilation_cache/cache_hits" else None)
-    def counts():
-      backend = durations.get("/jax/core/compile/backend_compile_duration", [])
-      return {"compiles": len(backend) - len(hits), "cache_hits": len(hits), "compile_seconds": sum(backend),
-              "trace_seconds": sum(durations.get("/jax/core/compile/jaxpr_trace_duration", [])),
-              "lower_seconds": sum(durations.get("/jax/core/compile/jaxpr_to_mlir_module_duration", []))}
+    {listeners}
     law = laws.get("chinchilla")
     data = runs_lib.read(sys.argv[1]).drop_highest_loss(5)
     options = solver.SolverOptions()
@@ -104,6 +102,8 @@ _PHASES_CHILD = textwrap.dedent(
     print(json.dumps({"import": t_import, "trace": t_trace, "compile": t_compile, "run": t_run, **counts()}))
     """
 )
+_CLI_CHILD, _PHASES_CHILD = (child.replace("{listeners}\n", _LISTENERS.lstrip("\n"))
+                             for child in (_CLI_CHILD, _PHASES_CHILD))
 
 
 def _child(code: str, args: list[str], cache_dir: str) -> dict:

@@ -19,7 +19,7 @@ import os
 import re
 import stat
 import tempfile
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -77,6 +77,38 @@ def write_text(path: str | os.PathLike, text: str, *, flag: str = "") -> None:
   """Writes ``text`` to ``path`` atomically (see the module docstring)."""
   with writing(path, "w", flag=flag) as handle:
     handle.write(text)
+
+
+def json_safe(data: Any) -> Any:
+  """``data`` with NumPy scalars and arrays as Python values and NaN or infinities as None.
+
+  Strict JSON parsers reject ``NaN`` and ``Infinity``; a missing value reads as ``null``.
+  """
+  import math
+
+  import numpy as np
+
+  if isinstance(data, dict):
+    return {str(k): json_safe(v) for k, v in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [json_safe(v) for v in data]
+  if isinstance(data, np.ndarray):
+    return json_safe(data.tolist())
+  if isinstance(data, (bool, np.bool_)):
+    return bool(data)
+  if isinstance(data, (int, np.integer)):
+    return int(data)
+  if isinstance(data, (float, np.floating)):
+    value = float(data)
+    return value if math.isfinite(value) else None
+  return data
+
+
+def write_json(path: str | os.PathLike, data, *, flag: str = "") -> None:
+  """Writes ``data`` as strict JSON (:func:`json_safe`: NaN and infinities as null) atomically."""
+  import json
+
+  write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n", flag=flag)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, flag: str = "") -> None:

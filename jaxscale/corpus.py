@@ -23,7 +23,7 @@ import math
 import os
 import pathlib
 import sysconfig
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -46,10 +46,9 @@ class Corpus:
       :meth:`loss_floor`.
     alignment: windows start at multiples of this many tokens within a row (a
       document length, for sources whose optimal loss depends on the position).
-    floor_fn: ``context -> loss floor`` for sources whose floor is not the entropy
-      rate's simple form (see :mod:`jaxscale.quanta`).
-    source: the generating source when it can score a model further (a
-      :class:`jaxscale.quanta.QuantaSource`), else None.
+    source: the generating source when its floor is not the entropy rate's simple form
+      and it can score a model further (a :class:`jaxscale.quanta.QuantaSource`, whose
+      ``loss_floor`` the corpus's defers to), else None.
   """
 
   name: str
@@ -59,7 +58,6 @@ class Corpus:
   heldout_RxT: np.ndarray
   conditional_entropies: tuple[float, ...] = ()
   alignment: int = 1
-  floor_fn: Callable[[int], float] | None = None
   source: object = None
 
   def rows(self, split: str) -> np.ndarray:
@@ -104,8 +102,8 @@ class Corpus:
     tokens, so their optimal loss is a higher conditional entropy; every later target
     costs exactly the entropy rate. None when the entropy rate is unknown.
     """
-    if self.floor_fn is not None:
-      return float(self.floor_fn(context))
+    if self.source is not None:
+      return float(self.source.loss_floor(context))
     if self.entropy_rate is None:
       return None
     early = list(self.conditional_entropies[:context])

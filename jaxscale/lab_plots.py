@@ -27,6 +27,13 @@ def _floor(runs: pd.DataFrame) -> float | None:
   return float(values.iloc[0]) if len(values) else None
 
 
+def _draw_floor(axes, runs: pd.DataFrame) -> None:
+  """The exact floor as a dashed line with its legend entry, when the corpus has one."""
+  floor = _floor(runs)
+  if floor is not None:
+    axes.axhline(floor, **FLOOR_STYLE, label=f"exact floor {floor:.4f}")
+
+
 def loss_and_accuracy(runs: pd.DataFrame, *, heldout_group: str | None = None):
   """Two panels against compute C: held-out loss (with the exact floor) and accuracy.
 
@@ -37,7 +44,7 @@ def loss_and_accuracy(runs: pd.DataFrame, *, heldout_group: str | None = None):
   colors = np.log10(runs["N"].to_numpy(float))
   for axes, column, label in ((loss_axes, "loss", "held-out loss (nats/token)"),
                               (accuracy_axes, "accuracy", "held-out next-token accuracy")):
-    points = axes.scatter(runs["C"], runs[column], c=colors, cmap="viridis", s=28, zorder=3)
+    axes.scatter(runs["C"], runs[column], c=colors, cmap="viridis", s=28, zorder=3)
     if heldout_group is not None and "group" in runs.columns:
       held = runs[runs["group"] == heldout_group]
       axes.scatter(held["C"], held[column], s=110, facecolors="none", edgecolors="#d62728",
@@ -46,14 +53,11 @@ def loss_and_accuracy(runs: pd.DataFrame, *, heldout_group: str | None = None):
     axes.set_xlabel("compute C (FLOPs)")
     axes.set_ylabel(label)
     axes.grid(alpha=0.3, which="both")
-  floor = _floor(runs)
-  if floor is not None:
-    loss_axes.axhline(floor, **FLOOR_STYLE, label=f"exact floor {floor:.4f}")
+  _draw_floor(loss_axes, runs)
   loss_axes.legend(fontsize=8)
   loss_axes.set_title("Loss falls towards the known floor")
   accuracy_axes.set_title("Accuracy rises with compute")
   _log_colorbar(figure, accuracy_axes, runs["N"].to_numpy(float), "N (parameters)")
-  del points
   return figure
 
 
@@ -117,9 +121,8 @@ def quanta_emergence(runs: pd.DataFrame, quanta: pd.DataFrame):
   bucket_axes.set_title("Each quantum is learned abruptly")
   bucket_axes.legend(fontsize=7, ncol=2)
   loss_axes.plot(x, order["loss"], marker="o", color="#1f77b4")
-  floor = _floor(runs)
-  if floor is not None:
-    loss_axes.axhline(floor, **FLOOR_STYLE, label=f"exact floor {floor:.4f}")
+  _draw_floor(loss_axes, runs)
+  if _floor(runs) is not None:
     loss_axes.legend(fontsize=8)
   loss_axes.set_xlabel("runs, from highest to lowest loss")
   loss_axes.set_ylabel("mean held-out loss (nats/token)")

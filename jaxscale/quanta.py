@@ -138,7 +138,7 @@ class QuantaSource:
     return Corpus(name=name, vocab_size=VOCAB_SIZE,
                   entropy_rate=float(self.position_floors().mean()),
                   train_RxT=rows[0], heldout_RxT=rows[1], alignment=self.doc_length,
-                  floor_fn=self.loss_floor, source=self)
+                  source=self)
 
 
 def _prefix_entropy(p_K: np.ndarray, codes_KxB: np.ndarray, length: int) -> float:
@@ -188,6 +188,15 @@ def make_quanta_source(num_keys: int = 16_384, *, exponent: float = 0.5,
   continuations_KxC = rng.integers(VOCAB_SIZE, size=(num_keys, continuation), dtype=np.uint8)
   return QuantaSource(weights_K / weights_K.sum(), codes_KxB, continuations_KxC,
                       float(noise), float(exponent), int(filler))
+
+
+def source_from_spec(spec: str) -> QuantaSource:
+  """The source behind a ``"quanta:..."`` corpus spec, without sampling any text."""
+  from jaxscale.corpus import parse_quanta_spec
+
+  options = parse_quanta_spec(spec)
+  options.pop("train_tokens", None)
+  return make_quanta_source(**options)
 
 
 @functools.lru_cache(maxsize=4)

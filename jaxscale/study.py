@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from jaxscale import atomic
+
 # Budgets to extrapolate to, as multiples of the largest run's compute.
 EXTRAPOLATION_FACTORS = (10.0, 100.0)
 
@@ -59,7 +61,7 @@ def run(
   plan = sweep.resolve_plan(plan, corpus)
   frame = sweep.run_sweep(plan, out, progress=progress, workers=workers)
   timings["sweep"] = time.perf_counter() - start
-  runs = runs_lib.from_frame(_without_blank_groups(frame), source=str(out / "runs.csv"))
+  runs = runs_lib.from_frame(frame, source=str(out / "runs.csv"))
 
   start = time.perf_counter()
   fit = fitting.fit(LAW, runs)
@@ -113,10 +115,8 @@ def run(
       "timings": timings,
   }
   timings["total"] = time.perf_counter() - began
-  from jaxscale import atomic
-
   atomic.write_text(out / "report.md", render_report(result))
-  _write_json(out / "study.json", study_json(result))
+  atomic.write_json(out / "study.json", study_json(result))
   return result
 
 
@@ -124,28 +124,19 @@ LAW = "chinchilla"
 HELDOUT_BOOTSTRAP = 1000  # replicates of the held-out fit (its band needs no more)
 
 
-def _without_blank_groups(frame):
-  """Grid plans write an all-blank group column; blank means "no group"."""
-  if "group" in frame.columns and frame["group"].isna().all():
-    return frame.drop(columns=["group"])
-  return frame
-
-
 def _truth(frame, plan) -> dict[str, Any]:
   """The corpus's exact floor at the runs' context and, for the quanta language, the
   exponents its theory predicts; nulls on a corpus whose law is unknown."""
-  from jaxscale import corpus as corpus_lib
   from jaxscale import quanta
 
   floors = frame["loss_floor"].dropna() if "loss_floor" in frame.columns else []
   truth: dict[str, Any] = {"E": float(floors.iloc[0]) if len(floors) else None,
                            "alpha": None, "beta": None, "corpus": plan.runs[0].corpus}
   if truth["E"] is not None and plan.runs[0].corpus.startswith("quanta"):
-    source = corpus_lib.load_corpus(plan.runs[0].corpus).source
-    if isinstance(source, quanta.QuantaSource):
-      truth.update(alpha=source.predicted_alpha, beta=source.predicted_beta,
-                   quanta_exponent=source.exponent, num_keys=source.num_keys,
-                   doc_length=source.doc_length)
+    source = quanta.source_from_spec(plan.runs[0].corpus)
+    truth.update(alpha=source.predicted_alpha, beta=source.predicted_beta,
+                 quanta_exponent=source.exponent, num_keys=source.num_keys,
+                 doc_length=source.doc_length)
   return truth
 
 
@@ -245,26 +236,6 @@ def study_json(result: dict[str, Any]) -> dict[str, Any]:
       "wall_s": result["timings"]["total"],
       "timings": result["timings"],
   }
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-  import json
-  import math
-
-  def clean(value):
-    if isinstance(value, float):
-      return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-      return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-      return [clean(v) for v in value]
-    if hasattr(value, "item"):
-      return clean(value.item())
-    return value
-
-  temporary = path.with_suffix(".json.tmp")
-  temporary.write_text(json.dumps(clean(payload), indent=2, allow_nan=False) + "\n")
-  os.replace(temporary, path)
 
 
 def _ci95(result, name: str):
@@ -457,7 +428,7 @@ def size_experiment(out_dir: str | os.PathLike, *, progress: bool = True,
       "largest_passes_goal": bool(accuracy[-1] > SIZE_EXPERIMENT_GOAL),
       "wall_s": time.perf_counter() - began,
   }
-  _write_json(out / "size_experiment.json", result)
+  atomic.write_json(out / "size_experiment.json", result)
   lines = ["# Size experiment", "",
            f"Three models on the same data (`{result['corpus']}`: {plan.runs[0].tokens:,} tokens, "
            "4 epochs of one 262k-token training set), the same batch and schedule; only the size "

@@ -157,13 +157,18 @@ def make_optimizer(train_config: TrainConfig) -> optax.GradientTransformation:
   The step multiplies the result by ``-learning_rate``, which it takes as an argument,
   so one compiled program serves every schedule and budget.
   """
+  return _adamw_direction(*_optimizer_key(train_config))
+
+
+def _adamw_direction(clip_norm: float, b1: float, b2: float,
+                     weight_decay: float) -> optax.GradientTransformation:
   def decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
   return optax.chain(
-      optax.clip_by_global_norm(train_config.clip_norm),
-      optax.scale_by_adam(b1=train_config.b1, b2=train_config.b2),
-      optax.add_decayed_weights(train_config.weight_decay, mask=decay_mask),
+      optax.clip_by_global_norm(clip_norm),
+      optax.scale_by_adam(b1=b1, b2=b2),
+      optax.add_decayed_weights(weight_decay, mask=decay_mask),
   )
 
 
@@ -253,12 +258,8 @@ def _chunked(train_step: Callable) -> Callable:
 @functools.lru_cache(maxsize=16)
 def _cached_steps(model_config: model_lib.ModelConfig, optimizer_key: tuple,
                   stacked: bool) -> Steps:
-  clip_norm, b1, b2, weight_decay = optimizer_key
-  optimizer = make_optimizer(TrainConfig(tokens=1, batch_size=1, learning_rate=1.0,
-                                         clip_norm=clip_norm, b1=b1, b2=b2,
-                                         weight_decay=weight_decay))
   graphdef = _graphdef(model_config)
-  train_step, eval_step = _step_functions(graphdef, optimizer)
+  train_step, eval_step = _step_functions(graphdef, _adamw_direction(*optimizer_key))
   if stacked:
     train_step = jax.vmap(train_step)
     eval_step = jax.vmap(eval_step, in_axes=(0, None))

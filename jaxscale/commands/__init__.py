@@ -173,27 +173,7 @@ def positive_floats(text: str) -> list[float]:
   return [positive_float(item.strip()) for item in text.split(",")]
 
 
-def json_safe(data: Any) -> Any:
-  """``data`` with NumPy scalars and arrays as Python values and NaN or infinities as None.
-
-  Strict JSON parsers reject ``NaN`` and ``Infinity``; a missing value reads as ``null``.
-  """
-  import numpy as np
-
-  if isinstance(data, dict):
-    return {str(k): json_safe(v) for k, v in data.items()}
-  if isinstance(data, (list, tuple)):
-    return [json_safe(v) for v in data]
-  if isinstance(data, np.ndarray):
-    return json_safe(data.tolist())
-  if isinstance(data, (bool, np.bool_)):
-    return bool(data)
-  if isinstance(data, (int, np.integer)):
-    return int(data)
-  if isinstance(data, (float, np.floating)):
-    value = float(data)
-    return value if math.isfinite(value) else None
-  return data
+from jaxscale.atomic import json_safe  # noqa: E402  (one converter for stdout and files)
 
 
 def print_json(data: Any) -> None:
