@@ -143,14 +143,14 @@ def _truth(frame, plan) -> dict[str, Any]:
 def _heldout(frame, *, bootstrap: int, seed: int) -> dict[str, Any] | None:
   """Fits the law without the largest compute budget and predicts that budget's runs.
 
-  The band is a 95% *prediction* interval for each held-out run: the held-out fit's
-  bootstrap replicates give the law's uncertainty, and each replicate's prediction is
-  shifted by one of the fit's own log residuals (drawn with the same seed), which adds
-  the run-to-run scatter that a new run has and the mean law does not.
+  The band is :func:`jaxscale.intervals.predict`'s 95% *prediction* interval for a new
+  run: the held-out fit's bootstrap spread (or, without a bootstrap, its delta-method
+  spread) combined with the run-to-run scatter of its residuals, which a new run has
+  and the mean law does not.
   """
   import numpy as np
 
-  from jaxscale import fitting, resampling, runs as runs_lib
+  from jaxscale import fitting, intervals, resampling, runs as runs_lib
 
   if "group" not in frame.columns or frame["group"].isna().all():
     return None
@@ -158,42 +158,31 @@ def _heldout(frame, *, bootstrap: int, seed: int) -> dict[str, Any] | None:
   if len(budget_C) < 3:
     return None
   held = budget_C.index[-1]
-  train = frame[frame["group"] != held]
+  train = runs_lib.from_frame(frame[frame["group"] != held])
   test = frame[frame["group"] == held]
   try:
-    fit = fitting.fit(LAW, runs_lib.from_frame(train))
+    fit = fitting.fit(LAW, train)
   except ValueError as error:  # e.g. too few runs below the largest budget
     return {"group": str(held), "compute": float(budget_C.iloc[-1]), "runs": [],
             "relative_error": None, "inside_band": None, "skipped": str(error)}
+  if bootstrap:
+    fit = resampling.attach(fit, resampling.bootstrap(LAW, train, n=bootstrap, seed=seed, fit=fit))
   N, D, observed = (test[c].to_numpy(float) for c in ("N", "D", "loss"))
-  predicted = np.asarray(fit.predict(N=N, D=D), float)
-  relative = (predicted - observed) / observed
-  out: dict[str, Any] = {
+  band = intervals.predict(intervals.attach(fit, train), {"N": N, "D": D}, kind="prediction")
+  relative = (band.estimate - observed) / observed
+  inside = (band.low <= observed) & (observed <= band.high)
+  return {
       "group": str(held), "compute": float(budget_C.iloc[-1]),
       "fit_params": dict(fit.params),
-      "runs": [dict(N=float(n), D=float(d), loss=float(o), predicted=float(p),
-                    relative_error=float(r)) for n, d, o, p, r in zip(N, D, observed, predicted, relative)],
+      "runs": [dict(N=float(n), D=float(d), loss=float(o), predicted=float(p), relative_error=float(r),
+                    band95=[float(lo), float(hi)], inside_band=bool(i))
+               for n, d, o, p, r, lo, hi, i in zip(N, D, observed, band.estimate, relative, band.low,
+                                                   band.high, inside)],
       "relative_error": float(np.max(np.abs(relative))),
       "best_relative_error": float(abs(relative[np.argmin(observed)])),
-      "inside_band": None,
+      "inside_band": bool(inside.all()),
+      "band": band.meaning,
   }
-  if bootstrap:
-    boot = resampling.bootstrap(LAW, runs_lib.from_frame(train), n=bootstrap, seed=seed, fit=fit)
-    samples = np.asarray(boot.samples, float)[np.asarray(boot.converged, bool)]
-    names = list(boot.names)
-    E, A, B, alpha, beta = (samples[:, names.index(k)][:, None] for k in ("E", "A", "B", "alpha", "beta"))
-    mean_BxH = E + A * N[None, :] ** -alpha + B * D[None, :] ** -beta
-    log_residuals = np.log(train["loss"].to_numpy(float)) - np.log(
-        np.asarray(fit.predict(N=train["N"].to_numpy(float), D=train["D"].to_numpy(float)), float))
-    rng = np.random.default_rng(seed)
-    draws_BxH = mean_BxH * np.exp(rng.choice(log_residuals, size=mean_BxH.shape))
-    low, high = np.quantile(draws_BxH, [0.025, 0.975], axis=0)
-    for row, lo, hi in zip(out["runs"], low, high):
-      row["band95"] = [float(lo), float(hi)]
-      row["inside_band"] = bool(lo <= row["loss"] <= hi)
-    out["inside_band"] = all(row["inside_band"] for row in out["runs"])
-    out["bootstrap_converged"] = int(len(samples))
-  return out
 
 
 def _figures(fit, runs, frame, out: Path, heldout) -> list[Path]:
@@ -315,8 +304,7 @@ def _heldout_section(result) -> list[str]:
   lines += ["", f"Largest error {100 * heldout['relative_error']:.2f}%"
             + ("" if heldout["inside_band"] is None else
                f"; {'every run lies' if heldout['inside_band'] else 'NOT every run lies'} inside its 95% "
-               "prediction interval (the held-out fit's bootstrap replicates plus its own residual "
-               "scatter).")]
+               f"prediction interval. {heldout.get('band', '')}")]
   return lines
 
 
