@@ -59,6 +59,12 @@ def test_demo_writes_runs_fit_figures_and_report(demo_folder):
   assert study["truth"]["beta"] == pytest.approx(0.5)
   assert study["fit"]["params"]["E"] == pytest.approx(fit.params["E"])
   assert set(study["fit"]["ci95"]) == set(fit.params)
+  # The capacity reading of alpha is tested by a refit with every parameter counted.
+  total = study["truth"]["with_embeddings"]
+  refit = fitting.fit("chinchilla", runs.frame.assign(N=runs.frame["N_total"]))
+  assert total["params"]["alpha"] == pytest.approx(refit.params["alpha"], rel=1e-6)
+  assert total["ci95"]["alpha"][0] < total["ci95"]["alpha"][1]
+  assert "| alpha, N counting embeddings |" in report
   held = study["heldout"]
   assert held["group"] == "C=3e+09" and len(held["runs"]) == 3
   assert held["relative_error"] == pytest.approx(max(abs(r["relative_error"]) for r in held["runs"]))
