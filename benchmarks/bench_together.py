@@ -56,8 +56,8 @@ def one_after_another(config: model_lib.ModelConfig, train_configs, corpus, *,
   """Wall seconds of ``steps`` steps of each run in turn, per repeat; final losses."""
   batch_size, context = train_configs[0].batch_size, config.context
   initial = [train_lib.init_state(config, c) for c in train_configs]
-  graphdef, states = initial[0][0], [state[1:] for state in initial]
-  program = train_lib.compiled_steps(config, graphdef, train_configs[0]).train
+  states = [state[1:] for state in initial]
+  program = train_lib.compiled_steps(config, train_configs[0]).train
   lrs = [np.float32(c.learning_rate) for c in train_configs]
 
   def step_fn(params, opt_state, batch, lr):  # one update per call, as the vmapped side
@@ -84,8 +84,8 @@ def vmapped(config: model_lib.ModelConfig, train_configs, corpus, *, steps: int,
             repeats: int) -> tuple[list[float], np.ndarray]:
   """Wall seconds of ``steps`` vmapped steps of all runs, per repeat; final losses."""
   batch_size, context = train_configs[0].batch_size, config.context
-  graphdef, params, opt_state = together.init_state(config, train_configs)
-  program = together.compiled_steps(config, graphdef, train_configs[0]).train
+  _, params, opt_state = together.init_state(config, train_configs)
+  program = together.compiled_steps(config, train_configs[0]).train
   lr_K = np.array([c.learning_rate for c in train_configs], np.float32)
 
   def step_fn(params, opt_state, tokens_KxBxL1, lr_K):

@@ -82,7 +82,7 @@ def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: i
       return single(params, opt_state, batch, lr)
     chunk = 1
   else:
-    program = train_lib.compiled_steps(config, graphdef, train_config).train
+    program = train_lib.compiled_steps(config, train_config).train
     chunk = train_lib.STEPS_PER_CALL
     lr_S, active_S = np.full(chunk, 1e-3, np.float32), np.ones(chunk, bool)
 

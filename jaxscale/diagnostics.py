@@ -11,7 +11,8 @@ common ways to be wrong and says, in each :class:`Diagnostic`, what to do:
   as the robust fit weights them, columns scaled to unit norm so parameter
   units do not matter) has a condition number above ``1e6``: some combination
   of parameters barely changes the predictions, so the data do not pin it
-  down. The message names the parameters in that combination.
+  down. The message names the parameters in that combination, by the natural
+  names a user reads in ``fit.params`` (E, not the fitted e = log E).
 - ``wide_intervals``: a bootstrap (``fit.bootstrap``) whose 95% interval spans
   more than a factor 100 for a positive coefficient (or reaches down to 0), or
   more than 1 for an exponent.
@@ -196,10 +197,51 @@ def _residuals_and_jacobian(law: laws_lib.Law, theta_P, log_inputs, log_loss_R):
   return jax.jacfwd(residuals)(theta_P), residuals(theta_P)
 
 
+def natural_labels(law: laws_lib.Law, fit_params: Mapping[str, float] | None = None) -> dict[str, str]:
+  """The name a user knows each fit-space parameter by: ``{"e": "E", "a": "A", "alpha": "alpha", ...}``.
+
+  The Jacobian is fitted in fit space (``e = log E``), but messages speak of the natural
+  parameters a user reads in ``fit.params``. A fit-space parameter is labelled with the
+  one natural parameter that depends on it (``law.to_natural``'s Jacobian, at the fit
+  and at a generic point so that a vanished term, e.g. ``E = exp(-800)``, still counts);
+  one that feeds several natural parameters, or none, keeps its own name, marked
+  ``(fit space)``.
+
+  Example:
+    >>> natural_labels(laws_lib.get("chinchilla"))["e"]
+    'E'
+  """
+  import jax.numpy as jnp
+
+  from jaxscale import fitting
+
+  natural_names = tuple(law.natural_names)
+
+  def natural(theta_P):
+    values = law.to_natural(law.unflatten(theta_P))
+    return jnp.stack([jnp.asarray(values[n], theta_P.dtype) for n in natural_names])
+
+  try:
+    with fitting.precision("float64") as dtype:
+      points = [jnp.full(law.num_params, 0.37, dtype)]
+      if fit_params is not None:
+        points.append(jnp.asarray([fit_params[n] for n in law.param_names], dtype))
+      depends_QxP = sum(np.nan_to_num(np.abs(np.asarray(jax.jacfwd(natural)(t), np.float64)), nan=1.0) > 0 for t in points)
+  except Exception:  # a custom to_natural that does not trace: say the fit-space names
+    depends_QxP = None
+  labels = {}
+  for j, name in enumerate(law.param_names):
+    users = [] if depends_QxP is None else [natural_names[i] for i in np.flatnonzero(depends_QxP[:, j])]
+    labels[name] = users[0] if len(users) == 1 else (name if name in natural_names else f"{name} (fit space)")
+  return labels
+
+
 def _jacobian(fit, law: laws_lib.Law, runs: runs_lib.RunSet) -> list[Diagnostic]:
   spectrum = jacobian_spectrum(fit, runs, law=law)
+  if spectrum["dead"] or spectrum["condition"] >= SINGULAR_CONDITION:
+    label = natural_labels(law, fit.fit_params)
   if spectrum["dead"]:
-    names = ", ".join(spectrum["dead"])
+    names = ", ".join(label[n] for n in spectrum["dead"])
     return [
         Diagnostic(
             "singular_jacobian",
@@ -212,7 +254,7 @@ def _jacobian(fit, law: laws_lib.Law, runs: runs_lib.RunSet) -> list[Diagnostic]
   if spectrum["condition"] < SINGULAR_CONDITION:
     return []
   loadings = spectrum["weakest"]
-  involved = [n for n, v in sorted(loadings.items(), key=lambda kv: -abs(kv[1])) if abs(v) >= 0.2]
+  involved = [label[n] for n, v in sorted(loadings.items(), key=lambda kv: -abs(kv[1])) if abs(v) >= 0.2]
   return [
       Diagnostic(
           "singular_jacobian",

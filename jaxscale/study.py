@@ -197,7 +197,7 @@ def _heldout(frame, *, bootstrap: int, seed: int) -> dict[str, Any] | None:
   inside = (band.low <= observed) & (observed <= band.high)
   return {
       "group": str(held), "compute": float(budget_C.iloc[-1]),
-      "fit_params": dict(fit.params),
+      "params": dict(fit.params),  # natural (E, A, ...), as fit.params
       "runs": [dict(N=float(n), D=float(d), loss=float(o), predicted=float(p), relative_error=float(r),
                     band95=[float(lo), float(hi)], inside_band=bool(i))
                for n, d, o, p, r, lo, hi, i in zip(N, D, observed, band.estimate, relative, band.low,

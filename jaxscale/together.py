@@ -76,7 +76,7 @@ def check_group(model_config: model_lib.ModelConfig,
   return total_steps
 
 
-def compiled_steps(model_config: model_lib.ModelConfig, graphdef=None,
+def compiled_steps(model_config: model_lib.ModelConfig,
                    train_config: train_lib.TrainConfig | None = None) -> train_lib.Steps:
   """The jitted, vmapped programs for a model shape (see :func:`jaxscale.train.compiled_steps`).
 
@@ -84,7 +84,7 @@ def compiled_steps(model_config: model_lib.ModelConfig, graphdef=None,
   ``evaluate(params_K, tokens_NxBxL1) -> (loss_K, accuracy_K)``, the held-out batches
   shared by all runs. K is a shape, so jit compiles once per K.
   """
-  return train_lib.compiled_steps(model_config, graphdef, train_config, stacked=True)
+  return train_lib.compiled_steps(model_config, train_config, stacked=True)
 
 
 def init_state(model_config: model_lib.ModelConfig,

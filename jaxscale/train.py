@@ -267,7 +267,7 @@ def _cached_steps(model_config: model_lib.ModelConfig, optimizer_key: tuple,
                evaluate=jax.jit(eval_step))
 
 
-def compiled_steps(model_config: model_lib.ModelConfig, graphdef=None,
+def compiled_steps(model_config: model_lib.ModelConfig,
                    train_config: TrainConfig | None = None, *,
                    stacked: bool = False) -> Steps:
   """The jitted train and eval programs for a model shape, built once and cached.
@@ -275,9 +275,8 @@ def compiled_steps(model_config: model_lib.ModelConfig, graphdef=None,
   ``train(params, opt_state, tokens_SxBxL1, lr_S, active_S) -> (params, opt_state,
   loss_S)`` runs up to S updates in one call; with ``stacked=True`` every argument has a
   run axis after S (``tokens_SxKxBxL1``, ``lr_SxK``) and params lead with K. The cache
-  holds the 16 most recent shapes (``graphdef`` is implied by ``model_config``).
+  holds the 16 most recent shapes; the model's graph follows from ``model_config``.
   """
-  del graphdef
   train_config = train_config or TrainConfig(tokens=1, batch_size=1, learning_rate=1.0)
   return _cached_steps(model_config, _optimizer_key(train_config), stacked)
 
@@ -565,7 +564,7 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
   config_dicts = [config.to_dict() for config in train_configs]
 
   _, params, opt_state = state
-  steps = compiled_steps(model_config, None, first, stacked=stacked)
+  steps = compiled_steps(model_config, first, stacked=stacked)
   heldout_NxBxL1 = eval_batches(corpus, context, first.eval_tokens)
   final_NxBxL1 = (heldout_NxBxL1 if first.final_eval_tokens in (None, first.eval_tokens)
                   else eval_batches(corpus, context, first.final_eval_tokens))

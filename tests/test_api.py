@@ -31,18 +31,36 @@ def test_the_cli_and_the_sweep_do_not_import_each_other():
   package = Path(jaxscale.__file__).parent
 
   def imported(module):
-    tree = ast.parse((package / f"{module}.py").read_text())
+    # A package's modules, but not its __main__: `python -m jaxscale.sweep` is a program.
+    files = sorted(set((package / module).glob("*.py")) - {package / module / "__main__.py"})
     names = set()
-    for node in ast.walk(tree):
-      if isinstance(node, ast.ImportFrom) and node.module:
-        names |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
-      elif isinstance(node, ast.Import):
-        names |= {alias.name for alias in node.names}
-    return names | {s.value for s in ast.walk(tree) if isinstance(s, ast.Constant) and s.value == "jaxscale.sweep"}
+    for path in files or [package / f"{module}.py"]:
+      tree = ast.parse(path.read_text())
+      for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+          names |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+          names |= {alias.name for alias in node.names}
+      names |= {s.value for s in ast.walk(tree) if isinstance(s, ast.Constant) and s.value == "jaxscale.sweep"}
+    return names
 
   assert "jaxscale.sweep" not in imported("cli")
-  assert "jaxscale.cli" not in imported("sweep")
-  assert "jaxscale.commands" not in imported("batch") and "jaxscale.commands" not in imported("sweep")
+  sweep_imports = imported("sweep")
+  assert "jaxscale.sweep.runner" in sweep_imports  # the package's modules were read
+  assert not any(name.startswith(("jaxscale.cli", "jaxscale.commands")) for name in sweep_imports)
+  assert "jaxscale.commands" not in imported("batch")
+
+
+def test_importing_the_sweep_loads_only_the_standard_library():
+  import subprocess
+  import sys
+
+  # The CLI imports jaxscale.sweep to build its parser: it must not pull in the numerical stack.
+  code = ("import sys, jaxscale.sweep, jaxscale.commands.sweep, jaxscale.cli;"
+          " jaxscale.cli.build_parser();"
+          " print(sorted(m for m in ('jax', 'numpy', 'pandas', 'rich', 'flax', 'orbax') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
 
 
 def test_strict_dtype_promotion_is_on_here():

@@ -122,3 +122,14 @@ def test_extrapolation_far_outside_the_runs_is_a_warning(chinchilla):
   assert "validate" in far[0].message
   with pytest.raises(ValueError, match="positive"):
     diagnostics.diagnose(fit, runs, at={"N": -1.0})
+
+
+def test_messages_name_natural_parameters_not_fit_space_ones(chinchilla):
+  fit, runs = chinchilla
+  assert diagnostics.natural_labels(laws.get("chinchilla")) == {"a": "A", "b": "B", "e": "E", "alpha": "alpha", "beta": "beta"}
+  assert diagnostics.natural_labels(laws.get("data_constrained"))["log_R_star"] == "R_star"
+  # E fitted to ~0 (e = log E = -800): the predictions no longer change with it.
+  vanished = dataclasses.replace(fit, fit_params={**fit.fit_params, "e": -800.0}, params={**fit.params, "E": 0.0})
+  found = [d for d in diagnostics.diagnose(vanished, runs) if d.code == "singular_jacobian"]
+  assert len(found) == 1 and found[0].details["dead"] == ["e"]
+  assert found[0].message.startswith("the predictions do not change with E at the optimum"), found[0].message

@@ -14,6 +14,8 @@ import pytest
 
 from jaxscale import model as model_lib
 from jaxscale import sweep
+from jaxscale.commands import sweep as sweep_command
+from jaxscale.sweep import claims
 
 # The same shape, batch and eval size as test_train.CONFIG, so the in-process
 # reference run reuses its compiled steps.
@@ -111,7 +113,7 @@ def test_config_file_errors(tmp_path):
 
 def test_cli_hook_registers_sweep():
   parser = argparse.ArgumentParser()
-  sweep.add_cli(parser.add_subparsers(dest="command"))
+  sweep_command.add_cli(parser.add_subparsers(dest="command"))
   args = parser.parse_args(["sweep", "--preset", "quick", "--out", "x", "--quiet"])
   assert args.func is not None and args.preset == "quick" and args.quiet
   args = parser.parse_args(["sweep", "--config", "p.json", "--out", "x", "--corpus",
@@ -120,7 +122,7 @@ def test_cli_hook_registers_sweep():
 
 
 def test_cli_prints_one_error_line(tmp_path):
-  assert sweep.main(["sweep", "--config", str(tmp_path / "missing.json"),
+  assert sweep_command.main(["sweep", "--config", str(tmp_path / "missing.json"),
                      "--out", str(tmp_path / "o")]) == 2
 
 
@@ -324,7 +326,7 @@ def test_a_second_sweep_in_the_same_folder_is_refused(tmp_path):
   _write_config(config, [16 * 32 * 20])
   out = tmp_path / "out"
   out.mkdir()
-  with sweep._file_lock(str(out / ".session.lock")):  # as a running sweep holds it
+  with claims.file_lock(str(out / ".session.lock")):  # as a running sweep holds it
     with pytest.raises(ValueError, match="another sweep is running"):
       sweep.run_sweep(str(config), out, progress=False)
 
@@ -333,7 +335,7 @@ def test_workers_must_be_positive(tmp_path):
   with pytest.raises(ValueError, match="workers must be a positive int"):
     sweep.run_sweep("quick", tmp_path, workers=0)
   parser = argparse.ArgumentParser()
-  sweep.add_cli(parser.add_subparsers(dest="command"))
+  sweep_command.add_cli(parser.add_subparsers(dest="command"))
   assert parser.parse_args(["sweep", "--preset", "quick", "--out", "x"]).workers == "auto"
   assert parser.parse_args(["sweep", "--preset", "quick", "--out", "x",
                             "--workers", "3"]).workers == 3
@@ -380,6 +382,32 @@ def test_progress_logs_plain_lines_off_a_terminal(tmp_path):
   assert lines and "\r" not in stream.getvalue()
   assert lines[-1].startswith("run 1/1 d16x1") and "step 3/3" in lines[-1]
   assert "tok/s" in lines[-1] and "ETA" in lines[-1]
+
+
+def test_progress_on_a_terminal_redraws_and_keeps_the_finished_runs():
+  import io
+  import types
+
+  from jaxscale import train as train_lib
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  stream = Terminal()
+  spec = sweep.grid_plan([TINY], [4096], context=16, batch_size=4).runs[0]
+  with sweep.Progress(2, 3 * 64 * 1000.0, stream=stream, recorded=1) as display:
+    display.start_run(2, spec, 1000.0)
+    for step in (1, 2, 3):
+      display.on_step(train_lib.StepInfo(step, 3, 64, 2.5))
+    display._live.refresh()  # a frame now, not at the refresh thread's next tick
+    display.end_run(spec, types.SimpleNamespace(tokens=4096, loss=2.5, accuracy=0.5, wall_time_s=1.0),
+                    recorded=2)
+  text = stream.getvalue()
+  assert "\r" in text or "\x1b[" in text  # redrawn in place, not appended
+  assert "100% of FLOPs" in text and "1/2 runs recorded" in text
+  assert "run 2/2 d16x1 D=4.1e+03 · step 3/3 loss 2.500" in text and "tok/s" in text
+  assert "run 2/2 d16x1 D=4.1e+03 done: loss 2.5000 acc 0.500 in 1.0s (2/2 recorded)" in text
 
 
 def test_workers_keep_the_parents_platform():

@@ -119,8 +119,7 @@ def test_checkpoint_of_other_configs_is_rejected(corpus, tmp_path, changed):
 
 
 def test_one_compile_per_shape_and_group_size(corpus, together_results):
-  graphdef, _, _ = train_lib.init_state(CONFIG, GROUP[0])
-  steps = together.compiled_steps(CONFIG, graphdef, GROUP[0])
+  steps = together.compiled_steps(CONFIG, GROUP[0])
   before = steps.train._cache_size()
   together.train_together(
       CONFIG, [_train_config(tokens=16 * 32 * 4, seed=s, learning_rate=lr)

@@ -46,8 +46,7 @@ def test_fixed_seed_reproduces_run_exactly(corpus):
 
 def test_one_compile_per_shape(corpus):
   train_lib.train(CONFIG, _train_config(tokens=16 * 32 * 10), corpus)
-  graphdef, _, _ = train_lib.init_state(CONFIG, _train_config())
-  steps = train_lib.compiled_steps(CONFIG, graphdef, _train_config())
+  steps = train_lib.compiled_steps(CONFIG, _train_config())
   before = steps.train._cache_size()
   train_lib.train(CONFIG, _train_config(tokens=16 * 32 * 12, seed=5, learning_rate=3e-3),
                   corpus)
@@ -78,8 +77,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(corpus, tmp_path):
   checkpointer.close()
   assert resumed.resumed_from_step == 24
   assert resumed.curve == reference.curve
-  graphdef, _, _ = train_lib.init_state(CONFIG, config)
-  assert train_lib.compiled_steps(CONFIG, graphdef, config).train._cache_size() == 1
+  assert train_lib.compiled_steps(CONFIG, config).train._cache_size() == 1
 
 
 def test_budget_smaller_than_one_step_is_rejected(corpus):
@@ -132,8 +130,8 @@ def test_chunked_steps_equal_single_steps(corpus):
   import numpy as np
 
   config = _train_config(tokens=16 * 32 * 3)
-  graphdef, params, opt_state = train_lib.init_state(CONFIG, config)
-  steps = train_lib.compiled_steps(CONFIG, graphdef, config)
+  _, params, opt_state = train_lib.init_state(CONFIG, config)
+  steps = train_lib.compiled_steps(CONFIG, config)
   S = train_lib.STEPS_PER_CALL
   tokens = np.stack([corpus.batch("train", i, batch_size=16, context=32, seed=0) for i in range(S)])
   lr = np.full(S, 1e-3, np.float32)

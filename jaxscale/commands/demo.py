@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from jaxscale import commands, sweep
+from jaxscale.commands import sweep as sweep_command
 
 
 def add_cli(subparsers) -> None:
@@ -30,7 +31,7 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--bootstrap", type=commands.nonnegative_int, default=1000, metavar="B", help="bootstrap replicates (default: %(default)s)")
   parser.add_argument("--seed", type=commands.seed, default=0)
   parser.add_argument("--quiet", action="store_true", help="no progress display")
-  sweep.add_workers_argument(parser)
+  sweep_command.add_workers_argument(parser)
   parser.set_defaults(func=run)
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.corpus:
       raise ValueError("--preset seed trains its own noiseless quanta language; drop --corpus")
     outcome = study.size_experiment(args.out, progress=not args.quiet,
-                                    workers=sweep.resolve_workers(args.workers))
+                                    workers=sweep_command.resolve_workers(args.workers))
     for row in outcome["runs"]:
       print(f"{row['size']}: N={row['N']:,} held-out accuracy {row['accuracy']:.3f} loss {row['loss']:.4f}")
     print(f"accuracy rises with size: {outcome['accuracy_rises_with_size']}; largest above "
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
       bootstrap=args.bootstrap,
       seed=args.seed,
       progress=not args.quiet,
-      workers=sweep.resolve_workers(args.workers),
+      workers=sweep_command.resolve_workers(args.workers),
   )
   fit = result["fit"]
   print(f"fitted {fit.law} to {len(result['runs'])} runs: " + ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items()))
