@@ -72,6 +72,26 @@ def test_mse_raw_agrees_with_scipy_from_many_starts():
   assert ours.objective == pytest.approx(best.cost, rel=1e-6)  # scipy's cost is 0.5 sum r^2, ours too
 
 
+def test_mse_raw_on_chinchilla_is_a_minimum_scipy_cannot_improve(chinchilla_runs):
+  from scipy.optimize import least_squares
+
+  ours = estimation.fit("chinchilla", chinchilla_runs, objective="mse_raw")
+  log_N, log_D, loss = np.log(chinchilla_runs.N), np.log(chinchilla_runs.D), chinchilla_runs.loss
+
+  def residuals(p):
+    a, b, e, alpha, beta = p
+    return np.exp(e) + np.exp(a - alpha * log_N) + np.exp(b - beta * log_D) - loss
+
+  optimum = np.array([ours.fit_params[n] for n in ("a", "b", "e", "alpha", "beta")])
+  rng = np.random.default_rng(0)
+  # From the optimum and from starts knocked 2% off it: scipy's trust region must come back to our objective.
+  starts = [optimum] + [optimum * (1 + 0.02 * rng.standard_normal(5)) for _ in range(3)]
+  for start in starts:
+    theirs = least_squares(residuals, start, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=2000)
+    assert theirs.cost >= ours.objective * (1 - 1e-6)
+  assert least_squares(residuals, optimum, xtol=1e-15, ftol=1e-15, gtol=1e-15).cost == pytest.approx(ours.objective, rel=1e-6)
+
+
 def test_likelihood_objectives_recover_law_and_noise_scale():
   rng = np.random.default_rng(2)
   sigma = 0.004
