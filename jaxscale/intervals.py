@@ -241,6 +241,7 @@ class Profile:
   meaning: str
 
 
+@functools.lru_cache(maxsize=128)  # one function per (law, quantity): it is a static jit argument, so a new closure recompiles
 def _quantity_fn(law: laws_lib.Law, quantity: str | Callable) -> tuple[str, Callable]:
   """``(name, fn(theta_P) -> scalar)`` for a parameter (natural or fit space), ``a``/``b``, or a callable."""
   if callable(quantity):
