@@ -17,9 +17,11 @@ Three different questions, three intervals, each saying which it is:
 * **profile likelihood** (:func:`profile`): for one parameter or a derived
   quantity such as the compute-optimal exponent ``a = beta / (alpha + beta)``,
   the values ``v`` whose best constrained fit is not significantly worse than
-  the best fit: ``R log(SSE(v) / SSE) <= chi2_1(level)``, the likelihood-ratio
-  test under Gaussian noise on the objective's residuals (log loss, or raw loss
-  for ``mse_raw``). It follows the curved, asymmetric shape of the likelihood
+  the best fit: ``(SSE(v) - SSE) / s^2 <= F_{1, R-P}(level)`` with
+  ``s^2 = SSE / (R - P)``, the likelihood-ratio test under Gaussian noise on the
+  objective's residuals (log loss, or raw loss for ``mse_raw``) with the noise
+  estimated from the runs (Bates & Watts' profile; ``R log(SSE(v) / SSE)``
+  against ``chi2_1`` is its large-sample limit and under-covers with tens of runs). It follows the curved, asymmetric shape of the likelihood
   that the delta method flattens. Every constrained fit of the grid is one
   compiled LM program, the constraint a stiff penalty residual.
 
@@ -261,9 +263,9 @@ class Profile:
     interval: ``(low, high)``; an end is ``-inf``/``inf`` where the profile
       stays below the threshold over the grid (the data do not bound it).
     level: nominal coverage.
-    values, deviance: the grid and ``R log(SSE(v) / SSE)`` on it.
-    threshold: ``chi2_1(level)``.
-    wald: the delta-method interval ``estimate -+ z se`` for comparison.
+    values, deviance: the grid and the profile statistic ``(SSE(v) - SSE) / s^2`` on it.
+    threshold: ``F_{1, R-P}(level)``.
+    wald: the delta-method interval ``estimate -+ t_{R-P} se`` for comparison.
     max_violation: largest ``|g(theta) - v|`` of the constrained fits (should be ~0).
     meaning: one sentence for the output.
   """
@@ -390,10 +392,10 @@ def profile(
         options=options._replace(max_steps=300),
     )
   # A constrained fit can only be worse than the free optimum; a lower SSE is the optimum's own rounding.
-  deviance_V = used * np.log(np.maximum(np.asarray(sse_V), sse) / sse)
-  threshold = float(stats.chi2.ppf(level, 1))
+  deviance_V = (np.maximum(np.asarray(sse_V), sse) - sse) / sigma2
+  threshold = float(stats.f.ppf(level, 1, dof))
   low, high = _crossings(values_V, deviance_V, threshold, points // 2)
-  z = stats.norm.ppf(0.5 * (1 + level))
+  z = stats.t.ppf(0.5 * (1 + level), dof)
   return Profile(
       quantity=name, estimate=estimate, interval=(low, high), level=float(level), values=values_V, deviance=deviance_V,
       threshold=threshold, wald=(estimate - z * se, estimate + z * se),
