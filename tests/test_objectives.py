@@ -247,3 +247,12 @@ def test_cli_bootstrap_under_another_objective(tmp_path, capsys):
   assert data["objective_settings"]["name"] == "gaussian" and data["bootstrap"]["replicates_used"] == 8
   low, high = data["bootstrap"]["ci95"]["alpha"]
   assert low < data["params"]["alpha"] < high
+
+
+def test_a_first_order_optax_optimizer_fits_too():
+  # Adam keeps no value or gradient in its state (L-BFGS does): the solver must not rely on them.
+  runs = runs_with(0.003 * np.random.default_rng(10).standard_normal(N_R.size))
+  result = fit(runs, "mse_log", optimizer=optax.adam(2e-2), max_steps=3000)
+  assert result.extras["objective"]["solver"] == "optax"
+  assert result.params["E"] == pytest.approx(TRUTH["E"], rel=0.02)
+  assert result.params["alpha"] == pytest.approx(TRUTH["alpha"], rel=0.1)
