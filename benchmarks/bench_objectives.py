@@ -126,7 +126,7 @@ def main():
   print()
   print(f"huber_log: L-BFGS - LM = {gap:+.2e} relative (acceptance: |gap| <= 1e-8).")
   print(f"mse_raw: LM vs scipy = {(raw.objective - reference.cost) / reference.cost:+.2e} relative (acceptance: <= 1e-6).")
-  e, a, b, alpha, beta = reference.x
+  a, b, e, alpha, beta = reference.x  # the order of `residuals` above
   scipy_params = {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": alpha, "beta": beta}
   print("\nmse_raw optimum, side by side:\n")
   print("| parameter | jaxscale LM | scipy least_squares | variable projection | LM vs scipy (rel.) |")
