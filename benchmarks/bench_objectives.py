@@ -62,7 +62,8 @@ def scipy_mse_raw(runs, count, seed=0):
   best = None
   for start in picks:
     try:
-      result = least_squares(residuals, start, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=2000)
+      with np.errstate(over="ignore", invalid="ignore"):  # far starts overflow exp; scipy rejects those steps
+        result = least_squares(residuals, start, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=2000)
     except ValueError:  # a start where the loss overflows
       continue
     if np.isfinite(result.cost) and (best is None or result.cost < best.cost):
@@ -86,6 +87,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--scipy-starts", type=int, default=200)
+  parser.add_argument("--json", help="write the comparison rows here (for python -m benchmarks)")
   args = parser.parse_args()
   runs = runs_lib.read(results.CHINCHILLA_CSV).drop_highest_loss(5)
   rows = []
@@ -124,9 +126,27 @@ def main():
   print()
   print(f"huber_log: L-BFGS - LM = {gap:+.2e} relative (acceptance: |gap| <= 1e-8).")
   print(f"mse_raw: LM vs scipy = {(raw.objective - reference.cost) / reference.cost:+.2e} relative (acceptance: <= 1e-6).")
-  print(f"mse_raw params LM {raw.params}\n  scipy (fit space) {reference.x.tolist()}\n  varpro {vp['params']}")
+  a, b, e, alpha, beta = reference.x  # the order of `residuals` above
+  scipy_params = {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": alpha, "beta": beta}
+  print("\nmse_raw optimum, side by side:\n")
+  print("| parameter | jaxscale LM | scipy least_squares | variable projection | LM vs scipy (rel.) |")
+  print("|---|---|---|---|---|")
+  for name in ("E", "A", "B", "alpha", "beta"):
+    print(f"| {name} | {raw.params[name]:.10g} | {scipy_params[name]:.10g} | {vp['params'][name]:.10g} | "
+          f"{(raw.params[name] - scipy_params[name]) / scipy_params[name]:+.1e} |")
+  print()
   print(f"condition number of J^T J at the mse_raw optimum: 5 fit-space params {gauss_newton_condition(raw, runs):.3g}; "
         f"variable projection (alpha, beta) {vp['condition_number']:.3g}")
+  if args.json:
+    device = results.jax_device()
+    setting = f"Chinchilla data, {len(runs)} runs; {args.repeats} repeats"
+    results.write_json(args.json, [
+        results.comparison("objectives", "huber_log on Optax L-BFGS", lb_time, "huber_log on LM", lm_time,
+                           setting=setting, check=f"objective gap {gap:+.1e} relative", device=device),
+        results.comparison("objectives", "mse_raw on LM", raw_time, f"scipy least_squares, {tried} starts", scipy_time,
+                           setting=setting, check=f"objective gap {(raw.objective - reference.cost) / reference.cost:+.1e} relative",
+                           device=device),
+    ])
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def main():
   parser.add_argument("--datasets", type=int, default=200)
   parser.add_argument("--noise", type=float, default=0.01)
   parser.add_argument("--keep", type=int, default=16)
+  parser.add_argument("--json", help="write summary rows here (for python -m benchmarks)")
   args = parser.parse_args()
   truth = laws.preset("chinchilla", "besiroglu2024")
   law = laws.get("chinchilla")
@@ -62,8 +63,23 @@ def main():
         profile = intervals.profile(fit, runs, name, points=31)
         c[f"profile {name}"] += profile.interval[0] <= value <= profile.interval[1]
         c[f"delta {name}"] += profile.wald[0] <= value <= profile.wald[1]
-    if (i + 1) % 10 == 0 or i + 1 == args.datasets:
+    if (i + 1) % 50 == 0 or i + 1 == args.datasets:
       report(counts, i + 1, args.noise, time.perf_counter() - start, objectives)
+  if args.json:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import results
+
+    M = args.datasets
+    cells = lambda o, k: "/".join(f"{x / M:.0%}" for x in counts[o][k])  # noqa: E731
+    check = "; ".join(f"{o} confidence {cells(o, 'confidence')}, prediction {cells(o, 'prediction')}" for o in objectives)
+    results.write_json(args.json, [results.comparison(
+        "interval coverage", f"{M} simulated studies, 2 fits each with intervals", time.perf_counter() - start,
+        "nominal 95%", None, setting=f"coverage at 1e20 / 1e24 / 1e25 FLOPs; noise sd {args.noise}", check=check,
+        device=results.jax_device(),
+    )])
 
 
 def report(counts, M, noise, elapsed, objectives):

@@ -191,6 +191,53 @@ def problem_for(
   return Problem(law, objective, parameters, engine, (optimizer or _LBFGS) if engine == "optax" else None, steps)
 
 
+def problem_of(
+    fit: fitting.FitResult,
+    *,
+    objective: Any = None,
+    solver: str | None = None,
+    optimizer: Any = None,
+    max_steps: int | None = None,
+) -> Problem:
+  """The :class:`Problem` ``fit`` solved, rebuilt from its ``extras["objective"]`` section.
+
+  A fit of :func:`jaxscale.fitting.fit` without an objective section is Huber
+  (or MSE) on log loss on the LM engine. A user function is not stored in a
+  fit, so a ``custom:`` fit needs its ``objective`` passed again.
+
+  Args:
+    fit: a fitted result (in memory or read from a fit file).
+    objective, solver, optimizer: override the recorded ones (a custom
+      objective's function; an Optax optimizer other than L-BFGS).
+    max_steps: iteration cap per start (default the engine's).
+
+  Example:
+    >>> problem_of(fit).objective.name  # doctest: +SKIP
+    'gaussian'
+  """
+  section = fit.extras.get("objective")
+  if section is None:
+    name = objective or {"huber": "huber_log", "mse": "mse_log"}.get(fit.loss, fit.loss)
+    return problem_for(fit.law_object, objective=name, solver=solver, optimizer=optimizer, delta=fit.delta if name == "huber_log" else None,
+                       max_steps=max_steps)
+  name = section["name"]
+  if objective is None:
+    if name.startswith("custom:"):
+      raise ValueError(
+          f"the fit's objective {name!r} is a user function, which a fit does not store; pass it again as objective=fn"
+      )
+    objective = name
+  if solver is None and optimizer is None:
+    solver = {"lm": "lm", "lbfgs": "lbfgs"}.get(section.get("solver"), "lbfgs")
+    if section.get("solver") == "optax":
+      raise ValueError("the fit used an Optax optimizer other than L-BFGS, which a fit does not store; pass it again as optimizer=")
+  bounds = {k: tuple(float(x) for x in v) for k, v in section.get("bounds", {}).items()}
+  return problem_for(
+      fit.law_object, objective=objective, solver=solver, optimizer=optimizer, fixed=section.get("fixed") or None,
+      bounds=bounds or None, delta=fit.delta if objective == "huber_log" else None, max_steps=max_steps,
+  )
+
+
 def fit(
     law: str | laws_lib.Law,
     runs: Any,

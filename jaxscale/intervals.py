@@ -4,9 +4,11 @@ Three different questions, three intervals, each saying which it is:
 
 * **confidence** (``kind="confidence"``): where the *mean* law lies at a point.
   From the fit's bootstrap samples when it has them, else the delta method:
-  the Gauss-Newton covariance ``sigma^2 (J^T W J)^-1`` of the parameters at the
-  optimum pushed through the law's gradient, with a Student-t quantile on
-  ``R - P`` degrees of freedom.
+  the covariance of the parameters at the optimum pushed through the law's
+  gradient, with a Student-t quantile on ``R - P`` degrees of freedom. For
+  least squares that is the Gauss-Newton ``sigma^2 (J^T W J)^-1``; for Huber
+  (the default) Huber's sandwich, since a near-median estimator scatters more
+  than least squares would (``pi / 2`` in variance under Gaussian noise).
 * **prediction** (``kind="prediction"``): where the loss of a *new run* at that
   point will land. The confidence spread plus the run-to-run noise ``sigma``
   estimated from the residuals (``sqrt(sum w r^2 / (R - P))``), so it does not
@@ -15,9 +17,11 @@ Three different questions, three intervals, each saying which it is:
 * **profile likelihood** (:func:`profile`): for one parameter or a derived
   quantity such as the compute-optimal exponent ``a = beta / (alpha + beta)``,
   the values ``v`` whose best constrained fit is not significantly worse than
-  the best fit: ``R log(SSE(v) / SSE) <= chi2_1(level)``, the likelihood-ratio
-  test under Gaussian noise on the objective's residuals (log loss, or raw loss
-  for ``mse_raw``). It follows the curved, asymmetric shape of the likelihood
+  the best fit: ``(SSE(v) - SSE) / s^2 <= F_{1, R-P}(level)`` with
+  ``s^2 = SSE / (R - P)``, the likelihood-ratio test under Gaussian noise on the
+  objective's residuals (log loss, or raw loss for ``mse_raw``) with the noise
+  estimated from the runs (Bates & Watts' profile; ``R log(SSE(v) / SSE)``
+  against ``chi2_1`` is its large-sample limit and under-covers with tens of runs). It follows the curved, asymmetric shape of the likelihood
   that the delta method flattens. Every constrained fit of the grid is one
   compiled LM program, the constraint a stiff penalty residual.
 
@@ -86,10 +90,11 @@ def noise_section(fit: fitting.FitResult, runs: Any) -> dict[str, Any]:
   """The run-to-run noise and parameter covariance at ``fit``'s optimum (JSON-ready).
 
   Returns:
-    ``{"space", "sigma", "dof", "runs", "covariance"}``: ``sigma`` estimates the
-    noise of one run's (log) loss, ``covariance`` is the ``P x P`` Gauss-Newton
+    ``{"space", "sigma", "dof", "runs", "covariance", "estimator"}``: ``sigma``
+    estimates the noise of one run's (log) loss, ``covariance`` is the ``P x P``
     covariance of the fit-space parameters (``law.param_names`` order; pinned
-    parameters have zero rows), ``dof = R - P_free``.
+    parameters have zero rows): Gauss-Newton for least squares, Huber's
+    sandwich for a Huber fit (``estimator`` says which), ``dof = R - P_free``.
   """
   law = fit.law_object
   runs = runs_lib.load(runs)
@@ -112,8 +117,44 @@ def noise_section(fit: fitting.FitResult, runs: Any) -> dict[str, Any]:
   J = jacobian_RxP[:, free]
   normal = (J * scale[:, None]).T @ J
   covariance = np.zeros((law.num_params, law.num_params))
-  covariance[np.ix_(free, free)] = sigma2 * np.linalg.pinv(normal)
-  return {"space": space, "sigma": math.sqrt(sigma2), "dof": dof, "runs": used, "covariance": covariance.tolist()}
+  delta = _huber_delta(fit)
+  if delta is None:
+    covariance[np.ix_(free, free)] = sigma2 * np.linalg.pinv(normal)
+  else:
+    covariance[np.ix_(free, free)] = _huber_covariance(residuals_R, scale, J, normal, delta, dof)
+  return {"space": space, "sigma": math.sqrt(sigma2), "dof": dof, "runs": used, "covariance": covariance.tolist(),
+          "estimator": "least squares" if delta is None else f"huber (delta={delta:g}), sandwich"}
+
+
+def _huber_delta(fit: fitting.FitResult) -> float | None:
+  """The Huber threshold when ``fit`` minimised Huber on log loss, else None (a least-squares covariance)."""
+  section = fit.extras.get("objective")
+  if section is not None:
+    return float(fit.delta) if section["name"] == "huber_log" else None
+  return float(fit.delta) if fit.loss == "huber" else None
+
+
+def _huber_covariance(residuals_R, scale_R, J_RxF, normal_FxF, delta: float, dof: int) -> np.ndarray:
+  """Huber's M-estimator (sandwich) covariance ``A^-1 B A^-1`` of the free parameters.
+
+  ``B = sum w psi(r)^2 J^T J`` (``psi`` the clipped residual) scaled by ``R / dof``;
+  ``A = E[psi'] J^T W J`` with ``E[psi'] = P(|r| < delta)`` estimated with a Gaussian
+  kernel (Silverman's bandwidth on a robust scale): with the default tiny ``delta``
+  only a handful of runs fall inside it, and the plain count is too noisy. The
+  least-squares covariance ``sigma^2 (J^T W J)^-1`` would understate a
+  near-median estimator's spread (by ``pi / 2`` in variance under Gaussian noise).
+  """
+  used = scale_R > 0
+  r, w = residuals_R[used], scale_R[used]
+  psi = np.clip(r, -delta, delta)
+  meat = (J_RxF[used] * (w * psi**2)[:, None]).T @ J_RxF[used] * (r.size / dof)
+  robust = 1.4826 * np.median(np.abs(r - np.median(r)))
+  spread = robust if robust > 0 else np.sqrt(np.mean(r**2))
+  bandwidth = 1.06 * spread * r.size ** -0.2
+  inside = stats.norm.cdf((delta - r) / bandwidth) - stats.norm.cdf((-delta - r) / bandwidth)
+  slope = float(np.sum(w * inside) / np.sum(w))
+  bread = np.linalg.pinv(slope * normal_FxF)
+  return bread @ meat @ bread
 
 
 def attach(fit: fitting.FitResult, runs: Any) -> fitting.FitResult:
@@ -222,9 +263,9 @@ class Profile:
     interval: ``(low, high)``; an end is ``-inf``/``inf`` where the profile
       stays below the threshold over the grid (the data do not bound it).
     level: nominal coverage.
-    values, deviance: the grid and ``R log(SSE(v) / SSE)`` on it.
-    threshold: ``chi2_1(level)``.
-    wald: the delta-method interval ``estimate -+ z se`` for comparison.
+    values, deviance: the grid and the profile statistic ``(SSE(v) - SSE) / s^2`` on it.
+    threshold: ``F_{1, R-P}(level)``.
+    wald: the delta-method interval ``estimate -+ t_{R-P} se`` for comparison.
     max_violation: largest ``|g(theta) - v|`` of the constrained fits (should be ~0).
     meaning: one sentence for the output.
   """
@@ -241,6 +282,7 @@ class Profile:
   meaning: str
 
 
+@functools.lru_cache(maxsize=128)  # one function per (law, quantity): it is a static jit argument, so a new closure recompiles
 def _quantity_fn(law: laws_lib.Law, quantity: str | Callable) -> tuple[str, Callable]:
   """``(name, fn(theta_P) -> scalar)`` for a parameter (natural or fit space), ``a``/``b``, or a callable."""
   if callable(quantity):
@@ -350,10 +392,10 @@ def profile(
         options=options._replace(max_steps=300),
     )
   # A constrained fit can only be worse than the free optimum; a lower SSE is the optimum's own rounding.
-  deviance_V = used * np.log(np.maximum(np.asarray(sse_V), sse) / sse)
-  threshold = float(stats.chi2.ppf(level, 1))
+  deviance_V = (np.maximum(np.asarray(sse_V), sse) - sse) / sigma2
+  threshold = float(stats.f.ppf(level, 1, dof))
   low, high = _crossings(values_V, deviance_V, threshold, points // 2)
-  z = stats.norm.ppf(0.5 * (1 + level))
+  z = stats.t.ppf(0.5 * (1 + level), dof)
   return Profile(
       quantity=name, estimate=estimate, interval=(low, high), level=float(level), values=values_V, deviance=deviance_V,
       threshold=threshold, wald=(estimate - z * se, estimate + z * se),

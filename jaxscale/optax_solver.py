@@ -78,7 +78,12 @@ def minimize(
     The final :class:`OptaxState`; ``theta`` is the best point visited.
   """
   optimizer = optax.with_extra_args_support(optimizer)
-  value_and_grad = optax.value_and_grad_from_state(value_fn)
+  if optax.tree.get(optimizer.init(theta0), "value") is not None:
+    # A line-search optimiser (L-BFGS) keeps the value and gradient at its accepted point: reuse them.
+    value_and_grad = optax.value_and_grad_from_state(value_fn)
+  else:  # a first-order optimiser (adam, sgd) stores neither
+    plain = jax.value_and_grad(value_fn)
+    value_and_grad = lambda theta, state: plain(theta)  # noqa: E731
   tiny = jnp.finfo(theta0.dtype).tiny
 
   class Carry(NamedTuple):

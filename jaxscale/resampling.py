@@ -43,10 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscale import devices as devices_lib
-from jaxscale import fitting
+from jaxscale import estimation, fitting
 from jaxscale import laws as laws_lib
 from jaxscale import runs as runs_lib
-from jaxscale import solver
+from jaxscale import solver as solver_lib
 
 DEFAULT_REPLICATES = 4000
 DEFAULT_CHUNK = 500
@@ -111,8 +111,8 @@ def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, num_units, log_
 
   def one(theta0, counts_R):
     replicate_weights_R = counts_R.astype(weights_R.dtype) * weights_R
-    state = solver.minimize(residual_fn, theta0, replicate_weights_R, options)
-    gradient = solver.gradient_norm(residual_fn, state.theta, replicate_weights_R, options)
+    state = solver_lib.minimize(residual_fn, theta0, replicate_weights_R, options)
+    gradient = solver_lib.gradient_norm(residual_fn, state.theta, replicate_weights_R, options)
     return state.theta, state.objective, gradient
 
   # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
@@ -130,10 +130,10 @@ def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_o
   def one(theta0, counts_R):
     replicate_weights_R = counts_R.astype(weights_R.dtype) * weights_R
     starts = jnp.concatenate([theta0[None], starts_SxP])
-    states = jax.vmap(lambda start: solver.minimize(residual_fn, start, replicate_weights_R, options))(starts)
+    states = jax.vmap(lambda start: solver_lib.minimize(residual_fn, start, replicate_weights_R, options))(starts)
     best = jnp.argmin(jnp.where(jnp.isfinite(states.objective), states.objective, jnp.inf))
     theta = states.theta[best]
-    return theta, states.objective[best], solver.gradient_norm(residual_fn, theta, replicate_weights_R, options)
+    return theta, states.objective[best], solver_lib.gradient_norm(residual_fn, theta, replicate_weights_R, options)
 
   # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
   counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
@@ -147,9 +147,54 @@ def _best_starts(law, starts_SxP, log_inputs, log_loss_R, weights_R, *, options,
   def residual_fn(theta):
     return law.log_loss(law.unflatten(theta), log_inputs) - log_loss_R
 
-  objectives_S = jax.lax.map(lambda theta: solver._objective(residual_fn, theta, weights_R, options), starts_SxP, batch_size=1024)
+  objectives_S = jax.lax.map(lambda theta: solver_lib._objective(residual_fn, theta, weights_R, options), starts_SxP, batch_size=1024)
   _, best = jax.lax.top_k(-objectives_S, count)
   return starts_SxP[best]
+
+
+@functools.partial(jax.jit, static_argnames=("problem", "keep"))
+def _refit_problem(problem, starts_SxF, replicate_ids_K, key, unit_of_run_R, num_units, log_inputs, log_loss_R, weights_R, *, keep):
+  """Refits ``K`` replicates under any objective (:class:`~jaxscale.estimation.Problem`) from shared starts.
+
+  The replicate is a weight vector, so this is :func:`jaxscale.estimation.fit_weights`'s
+  search (LM or Optax, every start refined, the best kept) vmapped over replicates.
+
+  Returns:
+    ``(theta_KxP, objective_K, gradient_norm_K)``, ``theta`` in the law's fit space.
+  """
+  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
+  weights_KxR = counts_KxR.astype(weights_R.dtype) * weights_R
+  solution = jax.vmap(lambda w: estimation._search(problem, starts_SxF, log_inputs, log_loss_R, w, keep))(weights_KxR)
+  return problem.theta(solution.z), solution.objective, solution.gradient_norm
+
+
+@functools.partial(jax.jit, static_argnames=("problem", "count"))
+def _best_free_starts(problem, starts_SxF, log_inputs, log_loss_R, weights_R, *, count):
+  """The ``count`` free starts with the lowest full-data objective."""
+  objectives_S = jax.lax.map(
+      lambda u: problem.value(problem.start(u, log_inputs, log_loss_R, weights_R), log_inputs, log_loss_R, weights_R),
+      starts_SxF, batch_size=1024,
+  )
+  _, best = jax.lax.top_k(-objectives_S, count)
+  return starts_SxF[best]
+
+
+def _general_problem(fit: fitting.FitResult, objective, solver, optimizer):
+  """The fit's :class:`~jaxscale.estimation.Problem` when the log-loss LM bootstrap cannot refit it, else None.
+
+  That fast path refits Huber or MSE on log loss with every parameter free on
+  the LM engine; any other objective (raw loss, a likelihood with a fitted
+  scale, Student-t, the asymmetric penalty, a user function), an Optax solver,
+  or pinned or bounded parameters go through the general replicate search.
+  """
+  if objective is None and solver is None and optimizer is None:
+    section = fit.extras.get("objective")
+    if section is None:
+      return None
+    plain = section["name"] in ("huber_log", "mse_log") and section.get("solver") == "lm"
+    if plain and not section.get("fixed") and not section.get("bounds"):
+      return None
+  return estimation.problem_of(fit, objective=objective, solver=solver, optimizer=optimizer)
 
 
 def _converged(gradient_K, objective_K, tolerance: float) -> np.ndarray:
@@ -485,6 +530,9 @@ def bootstrap(
     extra_starts: int = 4,
     loss: str | None = None,
     delta: float | None = None,
+    objective: Any = None,
+    solver: str | None = None,
+    optimizer: Any = None,
     dtype: str = "float64",
     chunk: int = DEFAULT_CHUNK,
     steps_per_round: int = STEPS_PER_ROUND,
@@ -506,6 +554,14 @@ def bootstrap(
     extra_starts: replicates not converged after ``max_rounds`` rounds are also
       refitted from this many of the best grid starts of the full-data search.
     loss, delta: the objective; default to the fit's.
+    objective, solver, optimizer: any objective of :mod:`jaxscale.objectives`
+      (default the fit's own, from its ``extras["objective"]``; a user function
+      must be passed again) and its solver. Huber or MSE on log loss with free
+      parameters refit on the LM rounds below; anything else (``mse_raw``,
+      ``gaussian``, ``student_t``, ``asymmetric``, a user function, pins or
+      bounds) refits every replicate with the fit's own search
+      (:func:`jaxscale.estimation.fit_weights`) from the full-data optimum and
+      the ``extra_starts`` best grid starts.
     dtype: ``"float64"`` (default, scoped) or ``"float32"``.
     chunk: replicates refitted per compiled call; memory is ``chunk x runs``.
     steps_per_round: solver steps per round; unconverged replicates get more rounds.
@@ -530,13 +586,16 @@ def bootstrap(
         f"chunk, steps_per_round and max_rounds must be >= 1 and extra_starts >= 0; got chunk={chunk}, "
         f"steps_per_round={steps_per_round}, max_rounds={max_rounds}, extra_starts={extra_starts}"
     )
-  if fit is None:
+  if fit is None and (objective is not None or solver is not None or optimizer is not None):
+    fit = estimation.fit(law, runs, objective=objective, solver=solver, optimizer=optimizer, delta=delta, dtype=dtype)
+  elif fit is None:
     fit = fitting.fit(law, runs, loss=loss or "huber", delta=1e-3 if delta is None else delta, dtype=dtype)
   elif fit.law != law.name:
     raise ValueError(f"the fit is of law {fit.law!r} but the bootstrap was asked for {law.name!r}; pass the matching fit")
   theta, _, converged = refit_replicates(
       law, runs, np.arange(n), fit=fit, seed=seed, cluster=cluster, extra_starts=extra_starts, loss=loss,
-      delta=delta, dtype=dtype, chunk=chunk, steps_per_round=steps_per_round, max_rounds=max_rounds, devices=devices,
+      delta=delta, objective=objective, solver=solver, optimizer=optimizer, dtype=dtype, chunk=chunk,
+      steps_per_round=steps_per_round, max_rounds=max_rounds, devices=devices,
   )
   return bootstrap_result(law, fit, theta, converged, seed=seed, cluster=cluster)
 
@@ -552,6 +611,9 @@ def refit_replicates(
     extra_starts: int = 4,
     loss: str | None = None,
     delta: float | None = None,
+    objective: Any = None,
+    solver: str | None = None,
+    optimizer: Any = None,
     dtype: str = "float64",
     chunk: int = DEFAULT_CHUNK,
     steps_per_round: int = STEPS_PER_ROUND,
@@ -565,8 +627,8 @@ def refit_replicates(
   (:func:`jaxscale.distributed.bootstrap` splits the ids over processes).
 
   Args:
-    law, runs, fit, seed, cluster, extra_starts, loss, delta, dtype, chunk,
-      steps_per_round, max_rounds: as for :func:`bootstrap`.
+    law, runs, fit, seed, cluster, extra_starts, loss, delta, objective, solver,
+      optimizer, dtype, chunk, steps_per_round, max_rounds: as for :func:`bootstrap`.
     replicate_ids: ``(K,)`` integer replicate numbers.
     devices: ``None`` for every local device, ``k`` for the first ``k``.
 
@@ -592,8 +654,12 @@ def refit_replicates(
         key=key, unit_of_run_R=jnp.asarray(unit_of_run_R), num_units=jnp.asarray(num_units, jnp.int32),
         log_inputs=log_inputs, log_loss_R=log_loss_R, weights_R=weights_R,
     )
-    options = solver.SolverOptions(loss=loss, delta=float(delta), max_steps=int(steps_per_round), patience=3, ftol=1e-10)
     tolerance = GRADIENT_TOLERANCE[dtype]
+    problem = _general_problem(fit, objective, solver, optimizer)
+    if problem is not None:
+      return _refit_general(problem, law, runs, fit, replicate_ids, data, extra_starts=extra_starts, chunk=chunk,
+                            width_of=width_of, sharding=sharding, float_dtype=float_dtype, tolerance=tolerance)
+    options = solver_lib.SolverOptions(loss=loss, delta=float(delta), max_steps=int(steps_per_round), patience=3, ftol=1e-10)
 
     def refit(theta0, ids):
       return _refit(law, theta0, ids, **data, options=options)
@@ -639,6 +705,38 @@ def refit_replicates(
       gradient[pending[better]] = new_gradient[better]
       converged = _converged(gradient, objective, tolerance)
 
+  theta[~np.isfinite(objective)] = np.nan
+  return theta, objective, converged
+
+
+def _refit_general(problem, law, runs, fit, replicate_ids, data, *, extra_starts, chunk, width_of, sharding, float_dtype, tolerance):
+  """Every replicate refitted by the fit's own search under its objective: ``(theta_KxP, objective_K, converged_K)``.
+
+  The starts are the full-data optimum (free coordinates) and the
+  ``extra_starts`` grid starts with the lowest full-data objective, shared by
+  every replicate, all refined; one compiled program per chunk width.
+  """
+  parameters = problem.parameters
+  warm_F = parameters.to_free(np.asarray([[fit.fit_params[n] for n in law.param_names]], np.float64))
+  starts_SxF = warm_F
+  if extra_starts:
+    grid_SxF = parameters.starts(law.starts(runs.log_inputs(law.variables)))  # placed from the runs, not the padding
+    best = _best_free_starts(
+        problem, jnp.asarray(grid_SxF, float_dtype), data["log_inputs"], data["log_loss_R"], data["weights_R"],
+        count=int(min(extra_starts, len(grid_SxF))),
+    )
+    starts_SxF = np.concatenate([warm_F, np.asarray(best, np.float64)])
+  starts_SxF = jnp.asarray(starts_SxF, float_dtype)
+
+  def refit(theta0, ids):
+    del theta0  # every replicate starts from the same shared points
+    return _refit_problem(problem, starts_SxF, ids, **data, keep=int(starts_SxF.shape[0]))
+
+  count = len(replicate_ids)
+  theta0 = np.zeros((count, law.num_params), float_dtype)
+  theta, objective, gradient = _in_chunks(refit, theta0, replicate_ids, width_of(chunk), sharding)
+  theta = np.asarray(theta, np.float64)
+  converged = np.isfinite(objective) & _converged(gradient, objective, tolerance)
   theta[~np.isfinite(objective)] = np.nan
   return theta, objective, converged
 

@@ -64,3 +64,20 @@ def test_predict_command_names_its_interval(tmp_path, capsys):
   assert cli.main(["predict", "--fit", str(plain), "--N", "1e9", "--D", "2e10", "--interval", "prediction"]) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: the fit has neither") and err.count("\n") == 1
+
+
+def test_huber_fits_get_the_sandwich_covariance_of_a_near_median_estimator():
+  # Huber with a threshold far below the noise is close to median regression, whose variance under
+  # Gaussian noise is pi/2 that of least squares; the Gauss-Newton covariance would claim parity.
+  rng = np.random.default_rng(11)
+  N = np.geomspace(1e7, 1e11, 400)
+  runs = runs_with(0.01 * rng.standard_normal(N.size), N=N)
+  huber = intervals.noise_section(fit(runs, "huber_log"), runs)
+  least_squares = intervals.noise_section(fit(runs, "mse_log"), runs)
+  assert huber["estimator"].startswith("huber") and least_squares["estimator"] == "least squares"
+  alpha = 2  # power_N's fit-space order: e, a, alpha
+  ratio = huber["covariance"][alpha][alpha] / least_squares["covariance"][alpha][alpha]
+  assert 1.2 < ratio < 2.2
+  # Every residual inside the threshold: the sandwich is least squares' (up to its own, heteroskedasticity-robust, noise).
+  wide = intervals.noise_section(fit(runs, "huber_log", delta=1.0), runs)
+  assert wide["covariance"][alpha][alpha] == pytest.approx(least_squares["covariance"][alpha][alpha], rel=0.15)

@@ -72,6 +72,26 @@ def test_mse_raw_agrees_with_scipy_from_many_starts():
   assert ours.objective == pytest.approx(best.cost, rel=1e-6)  # scipy's cost is 0.5 sum r^2, ours too
 
 
+def test_mse_raw_on_chinchilla_is_a_minimum_scipy_cannot_improve(chinchilla_runs):
+  from scipy.optimize import least_squares
+
+  ours = estimation.fit("chinchilla", chinchilla_runs, objective="mse_raw")
+  log_N, log_D, loss = np.log(chinchilla_runs.N), np.log(chinchilla_runs.D), chinchilla_runs.loss
+
+  def residuals(p):
+    a, b, e, alpha, beta = p
+    return np.exp(e) + np.exp(a - alpha * log_N) + np.exp(b - beta * log_D) - loss
+
+  optimum = np.array([ours.fit_params[n] for n in ("a", "b", "e", "alpha", "beta")])
+  rng = np.random.default_rng(0)
+  # From the optimum and from starts knocked 2% off it: scipy's trust region must come back to our objective.
+  starts = [optimum] + [optimum * (1 + 0.02 * rng.standard_normal(5)) for _ in range(3)]
+  for start in starts:
+    theirs = least_squares(residuals, start, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=2000)
+    assert theirs.cost >= ours.objective * (1 - 1e-6)
+  assert least_squares(residuals, optimum, xtol=1e-15, ftol=1e-15, gtol=1e-15).cost == pytest.approx(ours.objective, rel=1e-6)
+
+
 def test_likelihood_objectives_recover_law_and_noise_scale():
   rng = np.random.default_rng(2)
   sigma = 0.004
@@ -99,12 +119,12 @@ def test_asymmetric_objective_recovers_the_law_under_split_normal_noise():
   assert symmetric.params["E"] > result.params["E"]
 
 
+def absolute(residuals_R, weights_R, extra):
+  return (weights_R * jnp_sqrt_abs(residuals_R)).sum()
+
+
 def test_user_objective_least_absolute_deviations_recovers_the_law():
   rng = np.random.default_rng(4)
-
-  def absolute(residuals_R, weights_R, extra):
-    return (weights_R * jnp_sqrt_abs(residuals_R)).sum()
-
   result = fit(runs_with(0.003 * rng.laplace(size=N_R.size)), absolute)
   assert result.extras["objective"]["name"] == "custom:absolute"
   assert_recovers(result)
@@ -186,3 +206,53 @@ def test_variable_projection_recovers_chinchilla_exactly():
   for name, value in truth.items():
     assert result["params"][name] == pytest.approx(value, rel=1e-6), name
   assert result["starts_reached_best"] == 3 and result["condition_number"] < 1e3
+
+
+def test_bootstrap_refits_any_objective_with_the_same_replicates():
+  from jaxscale import resampling
+
+  runs = runs_with(0.004 * np.random.default_rng(7).standard_normal(N_R.size))
+  lm = resampling.bootstrap("power_N", runs, n=12, seed=3, fit=fit(runs, "mse_log"))
+  optax_path = resampling.bootstrap("power_N", runs, n=12, seed=3, fit=fit(runs, "mse_log", solver="lbfgs"), extra_starts=1)
+  # The same seed draws the same replicates; the LM rounds and the Optax search must find the same optima.
+  assert optax_path.num_used == lm.num_used == 12
+  np.testing.assert_allclose(optax_path.samples, lm.samples, rtol=1e-4)
+  # A likelihood with a fitted scale and a pin: the pin stays pinned in every replicate, the rest vary.
+  pinned = resampling.bootstrap("power_N", runs, n=8, fit=fit(runs, "gaussian", fixed={"E": 1.7}), extra_starts=1)
+  assert pinned.num_used == 8
+  np.testing.assert_allclose(pinned.natural()["E"], 1.7, rtol=1e-12)
+  assert pinned.se["alpha"] > 0
+
+
+def test_bootstrap_of_a_user_objective_needs_the_function_again():
+  from jaxscale import resampling
+
+  runs = runs_with(0.003 * np.random.default_rng(8).standard_normal(N_R.size))
+  result = fit(runs, absolute)
+  with pytest.raises(ValueError, match="user function.*pass it again as objective=fn"):
+    resampling.bootstrap("power_N", runs, n=4, fit=result)
+  boot = resampling.bootstrap("power_N", runs, n=4, fit=result, objective=absolute, extra_starts=0)
+  assert boot.num_used == 4
+
+
+def test_cli_bootstrap_under_another_objective(tmp_path, capsys):
+  import json
+
+  rng = np.random.default_rng(9)
+  loss = mean_loss(N_R) * np.exp(0.004 * rng.standard_normal(N_R.size))
+  pd.DataFrame({"N": N_R, "D": 20 * N_R, "loss": loss}).to_csv(tmp_path / "runs.csv", index=False)
+  assert cli.main(["fit", str(tmp_path / "runs.csv"), "--law", "power_N", "--objective", "gaussian", "--bootstrap", "8",
+                   "--format", "json"]) == 0
+  data = json.loads(capsys.readouterr().out)
+  assert data["objective_settings"]["name"] == "gaussian" and data["bootstrap"]["replicates_used"] == 8
+  low, high = data["bootstrap"]["ci95"]["alpha"]
+  assert low < data["params"]["alpha"] < high
+
+
+def test_a_first_order_optax_optimizer_fits_too():
+  # Adam keeps no value or gradient in its state (L-BFGS does): the solver must not rely on them.
+  runs = runs_with(0.003 * np.random.default_rng(10).standard_normal(N_R.size))
+  result = fit(runs, "mse_log", optimizer=optax.adam(2e-2), max_steps=3000)
+  assert result.extras["objective"]["solver"] == "optax"
+  assert result.params["E"] == pytest.approx(TRUTH["E"], rel=0.02)
+  assert result.params["alpha"] == pytest.approx(TRUTH["alpha"], rel=0.1)

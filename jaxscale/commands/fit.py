@@ -66,8 +66,14 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", resampling.BootstrapWarning)  # diagnose says it below, once
+      # The fit's objective, solver, pins and bounds come with it; seed weights are the runs' own, so recompute them.
+      boot_runs = runs
+      if args.seed_weights:
+        from jaxscale import objectives
+
+        boot_runs = objectives.seed_weights(runs, space=result.extras["objective"]["space"])
       boot = resampling.bootstrap(
-          args.law, runs, n=args.bootstrap, seed=args.seed, fit=result, cluster=args.cluster, dtype=args.dtype,
+          args.law, boot_runs, n=args.bootstrap, seed=args.seed, fit=result, cluster=args.cluster, dtype=args.dtype,
           devices=devices,
       )
     result = resampling.attach(result, boot)
