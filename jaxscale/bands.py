@@ -5,6 +5,8 @@ at once (``vmap`` over both) and each point's loss quantiles are taken over the
 sets. ``Q x B`` can be large (1e5 points x 4,000 sets is 3.2 GB in float64),
 so the queries are streamed in fixed-size chunks with ``jax.lax.map``: memory
 is ``chunk x B`` whatever ``Q``, and one compiled program serves every chunk.
+Each point's quantiles come from one sort of its ``B`` losses (as integer bit
+patterns); on CPU that sort is NumPy's vectorised one, called from the program.
 
 Example:
   >>> from jaxscale import bands, fitting
@@ -68,17 +70,43 @@ class Band:
     return None if self.quantiles is None else self.quantiles[-1]
 
 
-def _nanquantile_positive(values_QxB, levels_K):
+def _sort_rows(bits_QxB, host_sort):
+  """Each row sorted ascending (integers: exact, so either way gives the same array).
+
+  On CPU, NumPy's vectorised sort is several times faster than XLA's (1,024
+  rows of 4,000 int64: 15 ms against 98 ms on a 2-core Xeon), so there the sort
+  runs in NumPy through a host callback. On accelerators XLA's sort stays.
+  """
+  if not host_sort:
+    return jnp.sort(bits_QxB, axis=-1)
+  # The callback runs on a thread outside the caller's x64 scope, where JAX
+  # narrows 64-bit arrays both ways; 32-bit words cross intact.
+  words_QxBxW = jax.lax.bitcast_convert_type(bits_QxB, jnp.int32)
+  if words_QxBxW.ndim == bits_QxB.ndim:
+    words_QxBxW = words_QxBxW[..., None]
+  int_dtype = np.dtype(f"int{32 * words_QxBxW.shape[-1]}")
+
+  def host(words):
+    words = np.ascontiguousarray(words)
+    return np.sort(words.view(int_dtype)[..., 0], axis=-1).view(np.int32).reshape(words.shape)
+
+  sorted_words = jax.pure_callback(host, jax.ShapeDtypeStruct(words_QxBxW.shape, jnp.int32), words_QxBxW)
+  if bits_QxB.dtype == jnp.int32:
+    return sorted_words[..., 0]
+  return jax.lax.bitcast_convert_type(sorted_words, bits_QxB.dtype)
+
+
+def _nanquantile_positive(values_QxB, levels_K, host_sort=False):
   """``jnp.nanquantile(values, levels, axis=1).T`` (linear interpolation) for positive values.
 
-  Positive floats sort like their bit patterns read as integers, and XLA's CPU
-  sort of integers along the minor axis is several times faster than its sort
-  of floats (which must order NaNs and signed zeros), so the sort runs on the bits.
+  Positive floats sort like their bit patterns read as integers, and integer
+  sorts are several times faster than float sorts (which must order NaNs and
+  signed zeros), so the sort runs on the bits.
   """
   int_dtype = jnp.int64 if values_QxB.dtype == jnp.float64 else jnp.int32
   missing = jnp.isnan(values_QxB)
   bits = jnp.where(missing, jnp.iinfo(int_dtype).max, jax.lax.bitcast_convert_type(values_QxB, int_dtype))
-  sorted_QxB = jax.lax.bitcast_convert_type(jnp.sort(bits, axis=-1), values_QxB.dtype)  # NaNs last
+  sorted_QxB = jax.lax.bitcast_convert_type(_sort_rows(bits, host_sort), values_QxB.dtype)  # NaNs last
   count_Q = jnp.sum(~missing, axis=-1)
   position_QxK = (count_Q[:, None] - 1).astype(values_QxB.dtype) * levels_K[None, :]
   below = jnp.clip(jnp.floor(position_QxK).astype(jnp.int32), 0, None)
@@ -89,16 +117,31 @@ def _nanquantile_positive(values_QxB, levels_K):
   return jnp.where(count_Q[:, None] > 0, quantiles_QxK, jnp.nan).T
 
 
-@functools.partial(jax.jit, static_argnames=("law", "chunk"))
-def _quantiles(law, theta_BxP, log_inputs, levels_K, *, chunk):
+def _loss_QxB(law, theta_BxP, log_inputs_chunk):
+  """The law's loss at ``Q`` points for ``B`` sets, shape ``(Q, B)`` (sets along the contiguous axis).
+
+  Points on the outer ``vmap`` and sets on the inner one: each point's ``B``
+  losses come out as one vectorised row, two to three times faster than the
+  transposed nesting. The law sees length-1 inputs, as it would a one-run set.
+  """
+  loss_fn = law.direct_loss or (lambda params, x: jnp.exp(law.log_loss(params, x)))
+
+  def at_point(point):
+    one = {v: x[None] for v, x in point.items()}
+    return jax.vmap(lambda theta: loss_fn(law.unflatten(theta), one)[0])(theta_BxP)
+
+  return jax.vmap(at_point)(log_inputs_chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("law", "chunk", "host_sort"))
+def _quantiles(law, theta_BxP, log_inputs, levels_K, *, chunk, host_sort):
   """Loss quantiles over the ``B`` sets for ``Q`` points (``Q`` a multiple of ``chunk``), shape ``(K, Q)``."""
   num_queries = next(iter(log_inputs.values())).shape[0]
   chunks = {v: x.reshape(num_queries // chunk, chunk) for v, x in log_inputs.items()}
 
   def one_chunk(log_inputs_chunk):
-    log_loss_QxB = jax.vmap(lambda theta: law.log_loss(law.unflatten(theta), log_inputs_chunk), out_axes=1)(theta_BxP)
     # NaN marks a failed replicate's parameters: ignored, not propagated.
-    return _nanquantile_positive(jnp.exp(log_loss_QxB), levels_K)
+    return _nanquantile_positive(_loss_QxB(law, theta_BxP, log_inputs_chunk), levels_K, host_sort)
 
   return jax.lax.map(one_chunk, chunks).transpose(1, 0, 2).reshape(levels_K.shape[0], num_queries)
 
@@ -197,5 +240,7 @@ def predict(
       padded = -(-num_queries // chunk) * chunk
       # Pad by repeating the last point so every chunk has one shape; the pad is cut off below.
       padded_inputs = {v: jnp.concatenate([x, jnp.repeat(x[-1:], padded - num_queries)]) for v, x in log_inputs.items()}
-      bands = np.asarray(_quantiles(law, theta_BxP, padded_inputs, jnp.asarray(levels), chunk=chunk))[:, :num_queries]
+      host_sort = jax.default_backend() == "cpu"
+      bands = np.asarray(_quantiles(law, theta_BxP, padded_inputs, jnp.asarray(levels), chunk=chunk,
+                                    host_sort=host_sort))[:, :num_queries]
   return Band(inputs=arrays, estimate=point, quantile_levels=levels, quantiles=bands, num_samples=num_samples)

@@ -1,11 +1,14 @@
 """Prediction bands: streaming, widening with extrapolation, the predict command."""
 
 import json
+import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxscale import bands, cli, laws, resampling
+from jaxscale import bands, cli, fitting, laws, resampling
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +96,61 @@ def test_predict_command_rejects_non_fit_json(tmp_path, capsys):
   path.write_text(json.dumps({"N": [1, 2], "loss": [3, 4]}))
   assert cli.main(["predict", "--fit", str(path), "--N", "1e9", "--D", "1e10"]) == 2
   assert "not a jaxscale fit file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host_sort", [True, False])
+def test_quantiles_equal_numpy_with_ties_and_nans(host_sort):
+  # The selection inside bands (integer sort of the bits, on the host or in XLA) against np.nanquantile.
+  rng = np.random.default_rng(3)
+  values = np.exp(rng.normal(size=(7, 401)))
+  values[1] = np.round(values[1], 1)  # many ties
+  values[2, :] = 2.5  # all tied
+  values[3, rng.choice(401, 150, replace=False)] = np.nan  # failed replicates are skipped
+  values[4, :-1] = np.nan  # a single valid set
+  values[5, :] = np.nan  # none valid: NaN
+  levels = np.array([0.0, 0.025, 0.5, 0.975, 1.0])
+  with fitting.precision("float64"):
+    got = np.asarray(jax.jit(bands._nanquantile_positive, static_argnums=2)(jnp.asarray(values), jnp.asarray(levels), host_sort))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN row
+    want = np.nanquantile(values, levels, axis=1)
+  np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+  np.testing.assert_allclose(got, want, rtol=1e-15, equal_nan=True)
+
+
+def test_host_and_xla_sorts_give_identical_bands(boot_fit):
+  rng = np.random.default_rng(1)
+  inputs = {"N": np.log(10 ** rng.uniform(8, 12, 64)), "D": np.log(10 ** rng.uniform(9, 13, 64))}
+  samples = dict(boot_fit.bootstrap.natural())
+  samples["E"] = samples["E"].copy()
+  samples["E"][:5] = np.nan  # failed replicates
+  law = laws.get("chinchilla")
+  with fitting.precision("float64"):
+    theta = bands._theta(law, samples)
+    log_inputs = {k: jnp.asarray(v) for k, v in inputs.items()}
+    levels = jnp.asarray(bands.DEFAULT_QUANTILES)
+    host = np.asarray(bands._quantiles(law, theta, log_inputs, levels, chunk=16, host_sort=True))
+    xla = np.asarray(bands._quantiles(law, theta, log_inputs, levels, chunk=16, host_sort=False))
+  np.testing.assert_array_equal(host, xla)
+  assert np.isfinite(host).all()
+
+
+def test_direct_loss_equals_exp_log_loss_and_laws_without_it_band():
+  law = laws.get("chinchilla")
+  rng = np.random.default_rng(2)
+  log_inputs = {"N": np.log(10 ** rng.uniform(6, 14, 50)), "D": np.log(10 ** rng.uniform(6, 15, 50))}
+  with fitting.precision("float64"):
+    params = law.from_natural(laws.preset("chinchilla", "besiroglu2024"))
+    direct = np.asarray(law.direct_loss(params, log_inputs))
+    via_log = np.exp(np.asarray(law.log_loss(params, log_inputs)))
+  np.testing.assert_allclose(direct, via_log, rtol=1e-14)
+  # A law without direct_loss goes through exp(log_loss); against numpy.
+  kaplan = laws.get("kaplan_N")
+  assert kaplan.direct_loss is None
+  samples = {"N_c": 8.8e13 * np.exp(0.1 * rng.standard_normal(300)), "alpha_N": 0.076 + 0.005 * rng.standard_normal(300)}
+  N = 10 ** rng.uniform(6, 12, 40)
+  band = bands.predict(kaplan, samples, {"N": N}, chunk=16)
+  with fitting.precision("float64"):
+    fit_space = kaplan.from_natural({k: np.asarray(v)[:, None] for k, v in samples.items()})
+    reference = np.exp(np.asarray(kaplan.log_loss(fit_space, {"N": np.log(N)[None, :]})))  # B x Q, one broadcast
+  np.testing.assert_allclose(band.quantiles, np.quantile(reference, bands.DEFAULT_QUANTILES, axis=0), rtol=1e-12)

@@ -121,3 +121,18 @@ def test_the_wrong_parameter_space_is_named():
   assert loss.dtype == jnp.float64 and loss.shape == (2,)
   np.testing.assert_allclose(loss, [1.8172 + 482.01 / 7e10**0.3478 + 2085.43 / 1.4e12**0.3658,
                                     1.8172 + 482.01 / 1.4e11**0.3478 + 2085.43 / 2.8e12**0.3658], rtol=1e-12)
+
+
+def test_log_sum_exp_equals_jax_logsumexp_in_value_and_gradient():
+  from jax.scipy.special import logsumexp
+
+  rng = np.random.default_rng(0)
+  with fitting.precision("float64"):
+    terms = jnp.asarray(30 * rng.normal(size=(3, 200)))  # spreads of 1e26: the stable form matters
+    terms = terms.at[2, :5].set(800.0).at[0, 5:10].set(-jnp.inf)
+    np.testing.assert_array_equal(laws.log_sum_exp(*terms), logsumexp(terms, axis=0))
+    ours = jax.grad(lambda t: jnp.sum(laws.log_sum_exp(*t)))(terms)
+    theirs = jax.grad(lambda t: jnp.sum(logsumexp(t, axis=0)))(terms)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-15, atol=0)
+    assert float(laws.log_sum_exp(jnp.asarray(-jnp.inf), jnp.asarray(-jnp.inf))) == -np.inf
+    assert float(laws.log_sum_exp(jnp.asarray(jnp.inf), jnp.asarray(1.0))) == np.inf

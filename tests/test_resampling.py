@@ -38,6 +38,24 @@ def test_cis_match_published_besiroglu(chinchilla_boot):
   assert se["beta"] == pytest.approx(0.021, rel=0.15)
 
 
+# The 4,000-replicate CIs as computed at d76a77f (before the speed work of issue 17: the
+# elementwise log_sum_exp, chunks of 125, rescue chunks of 8). Speed-ups must not move them.
+PINNED_CI95 = {
+    "E": (1.7698947980765969, 1.8697138749632942),
+    "A": (285.19911717294696, 724.6663704193613),
+    "B": (1090.901752316461, 6042.016986260999),
+    "alpha": (0.3164477250627742, 0.3717711037242355),
+    "beta": (0.3336643324061732, 0.4176656674295133),
+}
+
+
+@pytest.mark.slow  # 4,000 replicates: ~10 s on 2 idle cores, plus compilation
+def test_cis_unchanged_by_speed_work(chinchilla_boot):
+  assert chinchilla_boot.num_converged == chinchilla_boot.n
+  for name, (lo, hi) in PINNED_CI95.items():
+    np.testing.assert_allclose(chinchilla_boot.ci95[name], (lo, hi), rtol=1e-6, err_msg=name)
+
+
 @pytest.mark.slow  # 4,000 replicates: ~10 s on 2 idle cores, plus compilation
 def test_derived_exponents_sum_to_one_and_bracket_estimate(chinchilla_boot):
   derived = chinchilla_boot.derived
