@@ -58,6 +58,13 @@ STEP2_OPTIONS = solver.SolverOptions(loss="mse", delta=1e-3, max_steps=300)
 # (step 1's five-parameter law has several basins on a small ladder; step 2's two parameters one).
 REPLICATE_STARTS = {"step1": 4, "step2": 2}
 REPLICATE_STEPS = 200
+# Step 1's Huber loss (delta 1e-3) is near-L1 on a dozen runs, and IRLS steps crawl once the
+# optimum pins several residuals at the kink: ~20-40% of refits are still moving after 200 steps
+# (mostly along E -> 0 valleys). Those alone are continued from where they stopped, one start
+# each, for up to this many more steps (step 2's sigmoid converges in ~10-20 steps).
+CONTINUE_STEPS = 2000
+# The continued refits are padded to a multiple of this (fewer shapes to compile).
+CONTINUE_BUCKET = 64
 # A task whose accuracy never beats chance by more than this (at any run) has no rise to fit.
 CHANCE_MARGIN = 0.005
 # Replicates solved together inside the one compiled program (bounds memory at this x runs x starts).
@@ -157,10 +164,10 @@ def _full_fits(starts1_SxP, starts2_TxSxQ, log_N_R, log_D_R, log_y1_Tx2xR, log_L
   return chinchilla_fits, jax.vmap(step2_fit)(starts2_TxSxQ, log_L_TxP, log_acc_TxP, log_bounds_Tx2)
 
 
-@functools.partial(jax.jit, static_argnames=("step2_law", "num_runs", "batch_size"))
+@functools.partial(jax.jit, static_argnames=("step2_law", "num_runs", "batch_size", "max_steps"))
 def _chain_replicates(
     key, replicate_ids_B, starts1_Tx2xKxP, starts2_TxKxQ, log_N_R, log_D_R, log_y1_Tx2xR, log_L_TxP, log_acc_TxP,
-    log_bounds_Tx2, point_run_P, *, step2_law, num_runs, batch_size,
+    log_bounds_Tx2, point_run_P, *, step2_law, num_runs, batch_size, max_steps,
 ):
   """Every (task, replicate): refit step 1, the single-step law and step 2 on one redraw of the runs.
 
@@ -169,13 +176,14 @@ def _chain_replicates(
   ``T x B`` problems are solved ``batch_size`` at a time (``lax.map``) to bound memory.
 
   Returns:
-    ``(theta1_TxBx2xP, theta2_TxBxQ, converged_TxBx3)``: Chinchilla's parameters for step 1
-    and the single step, step 2's, and whether each of the three refits converged.
+    ``(theta1_TxBx2xP, theta2_TxBxQ, steps_TxBx3)``: Chinchilla's parameters for step 1
+    and the single step, step 2's, and the solver steps each of the three refits took
+    (a refit that reached the cap did not converge).
   """
   counts_BxR = resampling.resample_weights(key, replicate_ids_B, jnp.arange(num_runs), num_runs).astype(log_N_R.dtype)
   inputs1 = {"N": log_N_R, "D": log_D_R}
-  options1 = STEP1_OPTIONS._replace(max_steps=REPLICATE_STEPS)
-  options2 = STEP2_OPTIONS._replace(max_steps=REPLICATE_STEPS)
+  options1 = STEP1_OPTIONS._replace(max_steps=max_steps)
+  options2 = STEP2_OPTIONS._replace(max_steps=max_steps)
   num_tasks, num_replicates = log_y1_Tx2xR.shape[0], replicate_ids_B.shape[0]
 
   def solve(law, starts_KxP, inputs, log_y, weights, options):
@@ -185,18 +193,17 @@ def _chain_replicates(
     states = jax.vmap(lambda start: solver.minimize(residual_fn, start, weights, options))(starts_KxP)
     objective = jnp.where(jnp.isfinite(states.objective), states.objective, jnp.inf)
     best = jnp.argmin(objective)
-    # Converged: stopped because progress stalled (the solver's own test), not by the step cap.
-    return states.theta[best], states.steps[best] < options.max_steps
+    return states.theta[best], states.steps[best]
 
   def one(index):
     task, replicate = index // num_replicates, index % num_replicates
     weights_R = counts_BxR[replicate]
-    theta1_2xP, converged1_2 = jax.vmap(lambda starts, log_y: solve(laws_lib.chinchilla, starts, inputs1, log_y, weights_R, options1))(
+    theta1_2xP, steps1_2 = jax.vmap(lambda starts, log_y: solve(laws_lib.chinchilla, starts, inputs1, log_y, weights_R, options1))(
         starts1_Tx2xKxP[task], log_y1_Tx2xR[task]
     )
     inputs2 = _step2_inputs(log_L_TxP[task], log_bounds_Tx2[task, 0], log_bounds_Tx2[task, 1])
-    theta2, converged2 = solve(step2_law, starts2_TxKxQ[task], inputs2, log_acc_TxP[task], weights_R[point_run_P], options2)
-    return theta1_2xP, theta2, jnp.concatenate([converged1_2, converged2[None]])
+    theta2, steps2 = solve(step2_law, starts2_TxKxQ[task], inputs2, log_acc_TxP[task], weights_R[point_run_P], options2)
+    return theta1_2xP, theta2, jnp.concatenate([steps1_2, steps2[None]])
 
   # Padded to whole batches (the extra members repeat the last problem), so lax.map compiles one body.
   total = num_tasks * num_replicates
@@ -204,6 +211,44 @@ def _chain_replicates(
   indices = jnp.minimum(jnp.arange(padded), total - 1)
   outputs = jax.tree.map(lambda x: x[:total], jax.lax.map(one, indices, batch_size=batch_size))
   return jax.tree.map(lambda x: x.reshape(num_tasks, num_replicates, *x.shape[1:]), outputs)
+
+
+@functools.partial(jax.jit, static_argnames=("max_steps",))
+def _continue_chinchilla(theta_MxP, weights_MxR, log_y_MxR, log_N_R, log_D_R, *, max_steps):
+  """Continues ``M`` Chinchilla refits from ``theta_MxP`` (one start each): ``(theta_MxP, steps_M)``."""
+  inputs = {"N": log_N_R, "D": log_D_R}
+  options = STEP1_OPTIONS._replace(max_steps=max_steps)
+
+  def one(theta, weights_R, log_y_R):
+    def residual_fn(t):
+      return laws_lib.chinchilla.log_loss(laws_lib.chinchilla.unflatten(t), inputs) - log_y_R
+
+    state = solver.minimize(residual_fn, theta, weights_R, options)
+    # Keep the old point if the continuation went non-finite (it never accepts a worse one).
+    finite = jnp.all(jnp.isfinite(state.theta))
+    return jnp.where(finite, state.theta, theta), state.steps
+
+  return jax.vmap(one)(theta_MxP, weights_MxR, log_y_MxR)
+
+
+def _continue_capped(theta1_TxBx2xP, steps_TxBx3, counts_BxR, log_y1_Tx2xR, log_N_R, log_D_R):
+  """Continues the step-1 and single-step refits that reached the step cap; updates both arrays in place.
+
+  ``steps_TxBx3`` becomes the total steps, so ``steps < REPLICATE_STEPS + CONTINUE_STEPS`` is convergence.
+  """
+  capped_Mx3 = np.argwhere(steps_TxBx3[:, :, :2] >= REPLICATE_STEPS)  # rows: (task, replicate, law)
+  if len(capped_Mx3) == 0:
+    return
+  t, b, w = capped_Mx3.T
+  padded = -(-len(t) // CONTINUE_BUCKET) * CONTINUE_BUCKET
+  take = np.minimum(np.arange(padded), len(t) - 1)  # the padding repeats the last refit
+  dtype = log_N_R.dtype
+  theta, steps = jax.device_get(_continue_chinchilla(
+      jnp.asarray(theta1_TxBx2xP[t[take], b[take], w[take]], dtype), jnp.asarray(counts_BxR[b[take]], dtype),
+      jnp.asarray(np.asarray(log_y1_Tx2xR)[t[take], w[take]], dtype), log_N_R, log_D_R, max_steps=CONTINUE_STEPS,
+  ))
+  theta1_TxBx2xP[t, b, w] = theta[: len(t)]
+  steps_TxBx3[t, b, w] += steps[: len(t)]
 
 
 # --- Results --------------------------------------------------------------------------------------
@@ -221,7 +266,8 @@ class TaskFit:
       ``single`` is Chinchilla's law on the error rate ``1 - accuracy``.
     step1_samples, single_samples: fit-space replicates, shape ``(B, 5)``.
     step2_samples: fit-space replicates, shape ``(B, 2)`` (sigmoid) or ``(B, 3)`` (power).
-    converged: per replicate, whether all three refits stopped on stalled progress rather than the step cap, ``(B,)``.
+    converged: per replicate, whether each refit (step 1, the single step, step 2) converged:
+      stopped on stalled progress (the solver's own test) before the step cap, ``(B, 3)``.
     fit_error: mean absolute relative error on the fitted data, per step.
     residuals: log residuals (observed / fitted) at the fitted runs' final evaluations, of
       ``task_loss`` (step 1), ``accuracy`` (the chain) and ``single_step``, shape ``(R,)``
@@ -256,7 +302,11 @@ class TaskFit:
                         "mean_abs_rel_error": self.fit_error["single"]},
         "chained_mean_abs_rel_error": self.fit_error["chained"],
         "replicates": int(len(self.converged)),
-        "replicates_converged": int(np.count_nonzero(self.converged)),
+        # The chain needs steps 1 and 2; the single-step law is a separate comparison.
+        "replicates_converged": int(np.count_nonzero(self.converged[:, 0] & self.converged[:, 2])),
+        "replicates_converged_by_step": {
+            name: int(np.count_nonzero(self.converged[:, i])) for i, name in enumerate(("step1", "single_step", "step2"))
+        },
     }
 
   def chain(self, N, D, *, replicates: bool = True) -> dict[str, np.ndarray]:
@@ -514,10 +564,14 @@ def fit(
           _replicate_starts((jax.tree.map(lambda x: x[:, i], states1), None), REPLICATE_STARTS["step1"]) for i in range(2)
       ], axis=1)
       starts2_TxKxQ = _replicate_starts(step2, REPLICATE_STARTS["step2"])
-      theta1_TxBx2xP, theta2_TxBxQ, converged_TxBx3 = jax.device_get(_chain_replicates(
+      theta1_TxBx2xP, theta2_TxBxQ, steps_TxBx3 = (np.array(x) for x in jax.device_get(_chain_replicates(
           jax.random.key(seed), jnp.arange(n), as_array(starts1_Tx2xKxP), as_array(starts2_TxKxQ), **common,
           point_run_P=jnp.asarray(data.point_run), step2_law=step2_law, num_runs=len(data), batch_size=int(batch_size),
-      ))
+          max_steps=REPLICATE_STEPS,
+      )))
+      # The same draws as inside _chain_replicates (replicate i: fold_in(key, i)).
+      counts_BxR = np.asarray(resampling.resample_weights(jax.random.key(seed), jnp.arange(n), jnp.arange(len(data)), len(data)))
+      _continue_capped(theta1_TxBx2xP, steps_TxBx3, counts_BxR, common["log_y1_Tx2xR"], common["log_N_R"], common["log_D_R"])
   step1 = jax.tree.map(lambda x: x[:, 0], chinchilla_fits)
   single = jax.tree.map(lambda x: x[:, 1], chinchilla_fits)
   fits = {}
@@ -534,10 +588,10 @@ def fit(
     fit2 = result(step2_law, step2, points_loss_TxP.shape[1], STEP2_OPTIONS, starts2.shape[1], starts2.shape[1])
     if n > 0:
       samples = (theta1_TxBx2xP[t, :, 0], theta1_TxBx2xP[t, :, 1], theta2_TxBxQ[t])
-      converged = np.all(converged_TxBx3[t], axis=1)
+      converged = steps_TxBx3[t] < REPLICATE_STEPS + np.array([CONTINUE_STEPS, CONTINUE_STEPS, 0])
     else:
       samples = (np.zeros((0, 5)), np.zeros((0, 5)), np.zeros((0, step2_law.num_params)))
-      converged = np.zeros(0, bool)
+      converged = np.zeros((0, 3), bool)
     task_fit = TaskFit(task, float(chance_T[t]), float(ceiling_T[t]), metric, fit1, fit_s, fit2, *samples, converged, {}, {})
     at_runs = task_fit.chain(data.N, data.D, replicates=False)
     fitted_points = task_fit.mapping(points_loss_TxP[t], replicates=False)[0]
