@@ -309,6 +309,35 @@ class TaskFit:
         },
     }
 
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready: the three fits as fit files, the replicates as nested lists."""
+    return {
+        "task": self.task, "chance": self.chance, "ceiling": self.ceiling, "metric": self.metric,
+        "step1": self.step1.to_dict(), "single": self.single.to_dict(), "step2": self.step2.to_dict(),
+        "step1_samples": np.asarray(self.step1_samples).tolist(), "single_samples": np.asarray(self.single_samples).tolist(),
+        "step2_samples": np.asarray(self.step2_samples).tolist(), "converged": np.asarray(self.converged).tolist(),
+        "fit_error": dict(self.fit_error), "residuals": {k: np.asarray(v).tolist() for k, v in self.residuals.items()},
+    }
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> TaskFit:
+    try:
+      def samples(name, width):
+        return np.asarray(data[name], np.float64).reshape(-1, width)
+
+      law = MAPPING_LAWS[data["metric"]]
+      return cls(
+          str(data["task"]), float(data["chance"]), float(data["ceiling"]), str(data["metric"]),
+          fitting.FitResult.from_dict(data["step1"], source), fitting.FitResult.from_dict(data["single"], source),
+          fitting.FitResult.from_dict(data["step2"], source),
+          samples("step1_samples", 5), samples("single_samples", 5), samples("step2_samples", law.num_params),
+          np.asarray(data["converged"], bool).reshape(-1, 3),
+          {k: float(v) for k, v in data["fit_error"].items()},
+          {k: np.asarray(v, np.float64) for k, v in data["residuals"].items()},
+      )
+    except (KeyError, TypeError, ValueError) as error:
+      raise ValueError(f"{source}: not a task fit ({type(error).__name__}: {error})") from None
+
   def chain(self, N, D, *, replicates: bool = True) -> dict[str, np.ndarray]:
     """Task loss, chained accuracy and single-step accuracy at ``(N, D)``.
 
@@ -443,6 +472,36 @@ class TaskLaws:
           rows[q][f"{name}_pi95"] = _interval(noisy[:, q], level)
       out[task] = rows[0] if N.size == 1 else {k: [r[k] for r in rows] for k in rows[0]}
     return out
+
+
+  def to_dict(self, **extra) -> dict[str, Any]:
+    """The JSON-ready task-laws file (every fit, every replicate); ``extra`` keys are stored beside.
+
+    The ladder itself is not stored: :meth:`from_dict` takes it again (the same runs).
+    """
+    return {
+        "format": TASKS_FORMAT, "version": 1, "n": self.n, "seed": self.seed, "seconds": self.seconds,
+        "ladder": {"source": self.ladder.source, "runs": list(map(str, self.ladder.runs["run"])), "tasks": list(self.tasks)},
+        "tasks": {task: fit.to_dict() for task, fit in self.fits.items()},
+        **extra,
+    }
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any], ladder: ladder_lib.Ladder, source: str = "<dict>") -> TaskLaws:
+    """Reads :meth:`to_dict`'s output back, on ``ladder`` (which must hold the runs it was fitted to)."""
+    if not isinstance(data, Mapping) or data.get("format") != TASKS_FORMAT:
+      raise ValueError(f"{source}: not a task-laws file (written by `jaxscale tasks ... --out FILE`)")
+    runs = list(map(str, ladder.runs["run"]))
+    wanted = list(data["ladder"]["runs"])
+    missing = [r for r in wanted if r not in runs]
+    if missing:
+      raise ValueError(f"{source}: the ladder lacks runs the laws were fitted to: {missing[:4]}; pass the same ladder")
+    ladder = ladder.subset(np.array([runs.index(r) for r in wanted])).select_tasks(list(data["tasks"]))
+    fits = {task: TaskFit.from_dict(entry, f"{source}: task {task!r}") for task, entry in data["tasks"].items()}
+    return cls(fits, int(data["n"]), int(data["seed"]), ladder, float(data.get("seconds") or float("nan")))
+
+
+TASKS_FORMAT = "jaxscale.tasks"
 
 
 def _theta(fit: fitting.FitResult) -> np.ndarray:
