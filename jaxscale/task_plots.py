@@ -120,3 +120,67 @@ def plot_tasks(fitted, out_dir: str | os.PathLike, *, target=None, held_out=None
     plt.close(figure)
     paths.append(path)
   return paths
+
+
+def loss_to_accuracy_figure(runs, chain, *, quanta=None):
+  """Step 2 in the lab: accuracy against loss with the fitted sigmoid, and the sub-sources' jumps.
+
+  Args:
+    runs: the sweep's runs (``loss``, ``accuracy``; ``loss_floor`` is drawn when present).
+    chain: :func:`jaxscale.tasks.lab_chain`'s result on the same runs.
+    quanta: optional per-run, per-sub-source accuracies (the lab's ``quanta.csv``: ``run_id``,
+      ``rank_lo``, ``rank_hi``, ``accuracy``); drawn against the same loss axis on a second panel.
+
+  Returns:
+    A matplotlib ``Figure``.
+  """
+  from jaxscale import tasks as tasks_lib
+
+  plt = _pyplot()
+  panels = 2 if quanta is not None and len(quanta) else 1
+  figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+  left = axes[0, 0]
+  loss, accuracy = runs["loss"].to_numpy(float), runs["accuracy"].to_numpy(float)
+  floor = float(runs["loss_floor"].dropna().iloc[0]) if "loss_floor" in runs.columns and runs["loss_floor"].notna().any() else None
+  low = min(loss.min(), floor if floor is not None else loss.min())
+  span = loss.max() - low
+  grid = np.linspace(low - 0.05 * span, loss.max() + 0.1 * span, 200)
+  params = {"k": chain["k"], "L0": chain["L0"]}
+  curve = tasks_lib.sigmoid_accuracy(grid, floor=chain["chance"], ceiling=chain["ceiling"], **params)
+  left.scatter(loss, accuracy, s=26, color="tab:blue", zorder=3, label="runs (measured loss)")
+  if chain.get("chained_accuracy") is not None:
+    left.scatter(chain["law_loss"], chain["chained_accuracy"], s=30, facecolors="none", edgecolors="tab:orange", zorder=4,
+                 label=f"chained: sigmoid(fitted law's loss), |err| {100 * chain['chained_mean_abs_rel_error']:.2f}%")
+  left.plot(grid, curve, color="black", lw=1.2,
+            label=f"sigmoid: k={chain['k']:.3g}, L0={chain['L0']:.3g} (|err| {100 * chain['mean_abs_rel_error']:.2f}%)")
+  if floor is not None:
+    left.axvline(floor, color="grey", ls="--", lw=0.8, label=f"exact loss floor {floor:.4f}")
+  left.invert_xaxis()
+  left.set_xlabel("held-out loss (nats/token), falling to the right")
+  left.set_ylabel("next-token accuracy")
+  left.set_title("Accuracy as a function of loss (step 2)")
+  left.legend(fontsize=7)
+  left.grid(alpha=0.3)
+  if panels == 2:
+    import matplotlib
+
+    right = axes[0, 1]
+    loss_of_run = dict(zip(runs["run_id"], runs["loss"])) if "run_id" in runs.columns else {}
+    buckets = sorted(set(zip(quanta["rank_lo"], quanta["rank_hi"])))
+    colormap = matplotlib.colormaps["plasma"]
+    for i, (lo, hi) in enumerate(buckets):
+      rows = quanta[quanta["rank_lo"] == lo]
+      x = rows["run_id"].map(loss_of_run).to_numpy(float)
+      order = np.argsort(x)
+      label = f"ranks {lo}" if lo == hi else f"ranks {lo}-{hi}"
+      right.plot(x[order], rows["accuracy"].to_numpy(float)[order], marker=".", lw=1,
+                 color=colormap(i / max(len(buckets) - 1, 1)), label=label)
+    right.plot(grid, curve, color="black", lw=1.5, label="mean accuracy (sigmoid)")
+    right.invert_xaxis()
+    right.set_xlabel("the run's held-out loss (nats/token)")
+    right.set_ylabel("accuracy on the sub-source")
+    right.set_title("Sub-sources jump while the mean moves smoothly")
+    right.legend(fontsize=6, ncol=2)
+    right.grid(alpha=0.3)
+  figure.tight_layout()
+  return figure

@@ -686,6 +686,104 @@ def _replicate_starts(states_and_gradients, count: int) -> np.ndarray:
   return np.take_along_axis(theta_TxSxP, order_TxS[:, :, None], axis=1)
 
 
+# --- Step 2 alone: a metric as a function of a loss -------------------------------------------------
+
+
+def fit_mapping(loss, metric_values, *, chance: float = 0.0, ceiling: float = 1.0, law: str = "sigmoid",
+                weights=None) -> fitting.FitResult:
+  """Fits step 2 alone, ``metric ~ law(loss)``, e.g. a sweep's accuracy against its loss.
+
+  Args:
+    loss: the losses, shape ``(P,)`` (any unit; the sigmoid's midpoint ``L0`` is in it).
+    metric_values: the metric at those losses, ``(P,)``: accuracy for ``"sigmoid"``, a
+      loss-like metric for ``"power"``.
+    chance, ceiling: the sigmoid's floor and ceiling (ignored by ``"power"``).
+    law: ``"sigmoid"`` or ``"power"`` (:data:`MAPPING_LAWS`).
+    weights: per-point weights ``(P,)`` (default 1).
+
+  Returns:
+    A :class:`~jaxscale.fitting.FitResult` (``params``: ``k`` and ``L0`` for the sigmoid).
+
+  Example:
+    >>> loss = np.linspace(0.8, 1.4, 12)
+    >>> fit = fit_mapping(loss, sigmoid_accuracy(loss, floor=0.25, k=6.0, L0=1.1), chance=0.25)
+    >>> round(fit.params["k"], 3), round(fit.params["L0"], 3)
+    (6.0, 1.1)
+  """
+  if law not in MAPPING_LAWS:
+    raise ValueError(f"unknown mapping law {law!r}; use one of {', '.join(MAPPING_LAWS)}")
+  loss_P = np.asarray(loss, np.float64).ravel()
+  values_P = np.asarray(metric_values, np.float64).ravel()
+  weights_P = np.ones_like(loss_P) if weights is None else np.asarray(weights, np.float64).ravel()
+  if not (loss_P.shape == values_P.shape == weights_P.shape) or loss_P.size < MAPPING_LAWS[law].num_params + 1:
+    raise ValueError(
+        f"fit_mapping needs as many losses as metric values (and weights), at least {MAPPING_LAWS[law].num_params + 1}; "
+        f"got {loss_P.size}, {values_P.size} and {weights_P.size}"
+    )
+  if not (np.all(np.isfinite(loss_P)) and np.all(loss_P > 0) and np.all(np.isfinite(values_P)) and np.all(values_P > 0)):
+    raise ValueError("fit_mapping: losses and metric values must be positive and finite")
+  if law == "sigmoid":
+    if not 0.0 <= chance < ceiling <= 1.0:
+      raise ValueError(f"the sigmoid needs 0 <= chance < ceiling <= 1, got chance={chance}, ceiling={ceiling}")
+    if np.all(values_P <= chance + CHANCE_MARGIN):
+      raise ValueError(f"every metric value is at or below chance ({chance:.3g}): there is no rise for a sigmoid to fit")
+    starts = _sigmoid_starts(loss_P)
+  else:
+    starts = metric_power.starts()
+  mapping_law = MAPPING_LAWS[law]
+  with fitting.precision("float64") as dtype:
+    inputs = _step2_inputs(jnp.log(jnp.asarray(loss_P, dtype)), jnp.log(jnp.asarray(max(chance, 1e-300), dtype)),
+                           jnp.log(jnp.asarray(ceiling, dtype)))
+    states, gradient_norms = jax.device_get(fitting.multistart(
+        mapping_law, jnp.asarray(starts, dtype), inputs, jnp.log(jnp.asarray(values_P, dtype)), jnp.asarray(weights_P, dtype),
+        options=STEP2_OPTIONS, keep=starts.shape[0],
+    ))
+  counted = _Counted(loss_P.size)
+  counted.weight = weights_P
+  return fitting.result_from_starts(
+      mapping_law, states, gradient_norms, counted, starts=starts.shape[0], kept=starts.shape[0],
+      loss=STEP2_OPTIONS.loss, delta=STEP2_OPTIONS.delta, max_steps=STEP2_OPTIONS.max_steps, dtype="float64",
+  )
+
+
+def lab_chain(runs, *, fit: fitting.FitResult | None = None, chance: float | None = None, ceiling: float = 1.0) -> dict[str, Any]:
+  """Step 2 on a sweep's runs: accuracy as a sigmoid of loss, and chained through the fitted loss law.
+
+  Args:
+    runs: a DataFrame with ``loss`` and ``accuracy`` per run (and ``N``, ``D`` with ``fit``;
+      ``vocab`` gives chance ``1/vocab`` unless ``chance`` says otherwise), like a sweep's runs.csv.
+    fit: the loss law fitted to the same runs (e.g. the demo's Chinchilla fit): its loss at
+      each run, mapped by the sigmoid, is the chained accuracy.
+    chance: the sigmoid's floor (default ``1 / vocab``, or 0).
+    ceiling: its ceiling.
+
+  Returns:
+    ``{"fit": FitResult, "k", "L0", "chance", "ceiling", "mean_abs_rel_error",
+    "chained_accuracy" (per run, or None), "chained_mean_abs_rel_error" (or None)}``.
+  """
+  missing = [c for c in ("loss", "accuracy") + (("N", "D") if fit is not None else ()) if c not in runs.columns]
+  if missing:
+    raise ValueError(f"lab_chain: the runs lack column(s) {missing}; a sweep's runs.csv has loss, accuracy, N and D")
+  frame = runs.dropna(subset=["loss", "accuracy"])
+  if chance is None:
+    vocab = frame["vocab"].dropna() if "vocab" in frame.columns else []
+    chance = 1.0 / float(vocab.iloc[0]) if len(vocab) else 0.0
+  loss, accuracy = frame["loss"].to_numpy(np.float64), frame["accuracy"].to_numpy(np.float64)
+  mapping = fit_mapping(loss, accuracy, chance=chance, ceiling=ceiling)
+  fitted = sigmoid_accuracy(loss, floor=chance, ceiling=ceiling, **mapping.params)
+  out = {
+      "fit": mapping, "k": mapping.params["k"], "L0": mapping.params["L0"], "chance": float(chance), "ceiling": float(ceiling),
+      "mean_abs_rel_error": float(np.mean(np.abs(fitted / accuracy - 1.0))),
+      "chained_accuracy": None, "chained_mean_abs_rel_error": None,
+  }
+  if fit is not None:
+    law_loss = fit.predict(N=frame["N"].to_numpy(np.float64), D=frame["D"].to_numpy(np.float64))
+    chained = sigmoid_accuracy(law_loss, floor=chance, ceiling=ceiling, **mapping.params)
+    out.update(law_loss=np.asarray(law_loss), chained_accuracy=chained,
+               chained_mean_abs_rel_error=float(np.mean(np.abs(chained / accuracy - 1.0))))
+  return out
+
+
 # --- Back-testing ---------------------------------------------------------------------------------
 
 
