@@ -114,7 +114,30 @@ metric_power = laws_lib.Law(
     description="A loss-like metric as a power law of a loss with an irreducible part (e.g. error rate vs task loss).",
 )
 
-MAPPING_LAWS = {"sigmoid": sigmoid, "power": metric_power}
+def _free_floor_sigmoid_log_metric(params, log_inputs):
+  # As the sigmoid, but the floor is fitted (logit-parametrised in (0, 1)); the task's chance is only its start.
+  loss = jnp.exp(log_inputs["L"])
+  log_floor = log_sigmoid(params["floor_logit"])
+  ceiling = jnp.exp(log_inputs["ceiling"])
+  log_span = jnp.log(jnp.maximum(ceiling - jnp.exp(log_floor), jnp.finfo(loss.dtype).tiny))
+  log_rise = log_sigmoid(-jnp.exp(params["log_k"]) * (loss - params["L0"]))
+  return jnp.logaddexp(log_floor, log_span + log_rise)
+
+
+sigmoid_free_floor = laws_lib.Law(
+    name="task_sigmoid_free_floor",
+    formula="acc(L) = f + (ceiling - f) / (1 + exp(k (L - L0))),  f fitted, ceiling = 1 unless given",
+    variables=("L", "floor", "ceiling"),
+    param_names=("log_k", "L0", "floor_logit"),
+    log_loss=_free_floor_sigmoid_log_metric,
+    start_grid={"log_k": (0.0, 1.0, 2.0, 3.0), "L0": (0.25, 0.5, 0.75, 1.0, 1.5, 2.0), "floor_logit": (-1.0,)},
+    to_natural=lambda p: {"k": jnp.exp(p["log_k"]), "L0": p["L0"], "floor": jax.nn.sigmoid(p["floor_logit"])},
+    from_natural=lambda p: {"log_k": jnp.log(p["k"]), "L0": p["L0"], "floor_logit": jnp.log(p["floor"] / (1 - p["floor"]))},
+    natural_names=("k", "L0", "floor"),
+    description="Accuracy as a sigmoid of task loss with a fitted floor (like the paper's free offset), up to a ceiling.",
+)
+
+MAPPING_LAWS = {"sigmoid": sigmoid, "sigmoid_free_floor": sigmoid_free_floor, "power": metric_power}
 for _law in MAPPING_LAWS.values():
   laws_lib.register(_law)
 
@@ -125,12 +148,15 @@ def sigmoid_accuracy(loss, *, floor: float, k: float, L0: float, ceiling: float 
   return floor + (ceiling - floor) / (1.0 + np.exp(k * (loss - L0)))
 
 
-def _sigmoid_starts(loss_P: np.ndarray) -> np.ndarray:
-  """Start grid with the midpoint L0 placed across (and beyond) the observed losses."""
+def _sigmoid_starts(loss_P: np.ndarray, law: laws_lib.Law = sigmoid, chance: float = 0.0) -> np.ndarray:
+  """Start grid with the midpoint L0 placed across (and beyond) the observed losses (a fitted floor starts near chance)."""
   low, high = float(np.min(loss_P)), float(np.max(loss_P))
-  grid = dict(sigmoid.start_grid)
+  grid = dict(law.start_grid)
   grid["L0"] = tuple(np.linspace(0.5 * low, high + 0.5 * (high - low), 7))
-  return laws_lib.Law.starts(dataclasses.replace(sigmoid, start_grid=grid))
+  if "floor_logit" in grid:
+    start = min(max(chance, 1e-3), 0.9)
+    grid["floor_logit"] = (float(np.log(start / (1.0 - start))) - 1.0, float(np.log(start / (1.0 - start))))
+  return laws_lib.Law.starts(dataclasses.replace(law, start_grid=grid))
 
 
 # --- The batched programs -------------------------------------------------------------------------
@@ -261,7 +287,7 @@ class TaskFit:
   Attributes:
     task: its name.
     chance, ceiling: step 2's floor and ceiling (the sigmoid runs from one to the other).
-    metric: ``"sigmoid"`` or ``"power"``, the mapping law of step 2.
+    metric: ``"sigmoid"``, ``"sigmoid_free_floor"`` or ``"power"``, the mapping law of step 2.
     step1, single, step2: full-data fits (:class:`~jaxscale.fitting.FitResult`);
       ``single`` is Chinchilla's law on the error rate ``1 - accuracy``.
     step1_samples, single_samples: fit-space replicates, shape ``(B, 5)``.
@@ -531,7 +557,7 @@ def check_ladder(data: ladder_lib.Ladder, metric: str = "sigmoid") -> None:
           f"{slope:+.3g} of log loss against log C; {loss[np.argmin(log_C)]:.4g} at the smallest run, "
           f"{loss[np.argmax(log_C)]:.4g} at the largest); check the columns, or drop the task"
       )
-    if metric == "sigmoid":
+    if metric != "power":
       accuracy = data.accuracy(task)
       if np.all(accuracy <= data.chance[task] + CHANCE_MARGIN):
         raise ValueError(
@@ -561,7 +587,8 @@ def fit(
     data: a :class:`~jaxscale.ladder.Ladder` or anything :func:`jaxscale.ladder.read` reads.
     n: bootstrap replicates through both steps (0: none; intervals are then NaN).
     seed: the bootstrap's seed (replicate ``i`` uses ``fold_in(key(seed), i)``).
-    metric: step 2's mapping law: ``"sigmoid"`` (accuracy) or ``"power"`` (a loss-like metric).
+    metric: step 2's mapping law: ``"sigmoid"`` (accuracy, floor at chance), ``"sigmoid_free_floor"``
+      (the floor fitted, like the paper's free offset) or ``"power"`` (a loss-like metric).
     tasks: a subset of the ladder's tasks (default: all).
     ceiling: the sigmoid's ceiling (1.0), or ``{task: ceiling}``.
     keep: step 1's starts refined after pruning Chinchilla's 4,500-point grid.
@@ -598,8 +625,8 @@ def fit(
   points_loss_TxP = np.stack([data.point_loss(t) for t in names])
   points_acc_TxP = np.clip(np.stack([data.point_accuracy(t) for t in names]), 1e-6, None)
   starts1 = laws_lib.chinchilla.starts()
-  if metric == "sigmoid":
-    starts2 = np.stack([_sigmoid_starts(loss_P) for loss_P in points_loss_TxP])
+  if metric != "power":
+    starts2 = np.stack([_sigmoid_starts(loss_P, step2_law, c) for loss_P, c in zip(points_loss_TxP, chance_T)])
   else:
     starts2 = np.broadcast_to(metric_power.starts(), (len(names), *metric_power.starts().shape)).copy()
   with fitting.precision("float64") as float_dtype:
@@ -698,7 +725,7 @@ def fit_mapping(loss, metric_values, *, chance: float = 0.0, ceiling: float = 1.
     metric_values: the metric at those losses, ``(P,)``: accuracy for ``"sigmoid"``, a
       loss-like metric for ``"power"``.
     chance, ceiling: the sigmoid's floor and ceiling (ignored by ``"power"``).
-    law: ``"sigmoid"`` or ``"power"`` (:data:`MAPPING_LAWS`).
+    law: ``"sigmoid"``, ``"sigmoid_free_floor"`` or ``"power"`` (:data:`MAPPING_LAWS`).
     weights: per-point weights ``(P,)`` (default 1).
 
   Returns:
@@ -722,12 +749,12 @@ def fit_mapping(loss, metric_values, *, chance: float = 0.0, ceiling: float = 1.
     )
   if not (np.all(np.isfinite(loss_P)) and np.all(loss_P > 0) and np.all(np.isfinite(values_P)) and np.all(values_P > 0)):
     raise ValueError("fit_mapping: losses and metric values must be positive and finite")
-  if law == "sigmoid":
+  if law != "power":
     if not 0.0 <= chance < ceiling <= 1.0:
       raise ValueError(f"the sigmoid needs 0 <= chance < ceiling <= 1, got chance={chance}, ceiling={ceiling}")
     if np.all(values_P <= chance + CHANCE_MARGIN):
       raise ValueError(f"every metric value is at or below chance ({chance:.3g}): there is no rise for a sigmoid to fit")
-    starts = _sigmoid_starts(loss_P)
+    starts = _sigmoid_starts(loss_P, MAPPING_LAWS[law], chance)
   else:
     starts = metric_power.starts()
   mapping_law = MAPPING_LAWS[law]

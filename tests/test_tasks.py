@@ -206,6 +206,10 @@ def test_fit_mapping_recovers_a_sigmoid_and_the_lab_chain_reads_a_sweep(tmp_path
   assert mapping.params["k"] == pytest.approx(3.0, rel=1e-6) and mapping.params["L0"] == pytest.approx(2.2, rel=1e-6)
   with pytest.raises(ValueError, match="at or below chance"):
     tasks.fit_mapping(loss, np.full_like(loss, 0.01), chance=0.01)
+  # The free-floor sigmoid finds a floor above chance (chance is only where it starts).
+  raised = tasks.sigmoid_accuracy(loss, floor=0.3, k=3.0, L0=2.2)
+  free = tasks.fit_mapping(loss, raised, chance=0.25, law="sigmoid_free_floor")
+  assert free.params["floor"] == pytest.approx(0.3, rel=1e-5) and free.params["k"] == pytest.approx(3.0, rel=1e-5)
   # A sweep's runs: the loss follows a known Chinchilla law, the accuracy a known sigmoid of it.
   law_params = {"E": 1.2, "A": 40.0, "B": 300.0, "alpha": 0.4, "beta": 0.35}
   N = np.repeat([1e4, 3e4, 1e5], 3)
