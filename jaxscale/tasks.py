@@ -6,8 +6,10 @@ The chain of Bhagia et al. (2024):
    ``L(N, D) = E + A/N^alpha + B/D^beta`` (:data:`jaxscale.laws.chinchilla`), fitted to the
    final task loss of each ladder run (Huber on log residuals, as for the LM loss);
 2. accuracy as a function of task loss, a *mapping law*: :data:`sigmoid` (a floor at
-   chance, a fitted ceiling, a slope and a midpoint) for accuracy, or :data:`metric_power`
-   (``m = E + A L^gamma``) for a loss-like metric, fitted to the ladder's training curves;
+   chance, a ceiling, a fitted slope and midpoint), :data:`sigmoid_free_floor` (the floor
+   fitted too, like the free offset of the paper's sigmoid) for accuracy, or
+   :data:`metric_power` (``m = E + A L^gamma``) for a loss-like metric, fitted to the
+   ladder's training curves (:func:`fit_mapping` fits one alone, :func:`lab_chain` on a sweep);
 3. chained: ``accuracy(N, D) = step2(step1(N, D))`` far beyond the ladder.
 
 Both steps use the multi-start Levenberg-Marquardt engine (:func:`jaxscale.fitting.multistart`,
@@ -15,7 +17,8 @@ Both steps use the multi-start Levenberg-Marquardt engine (:func:`jaxscale.fitti
 replicate redraws the ladder's runs with replacement (each run's whole curve goes with it, so
 step 2's correlated checkpoints are one unit), refits step 1 and step 2 on that draw, and
 chains them. Every task and every replicate is one member of one ``vmap``-ped, jitted
-program (:func:`_chain_replicates`), like ``jaxscale fit --by``. The single-step
+program (:func:`_chain_replicates`), like ``jaxscale fit --by``; the few step-1 refits still
+moving at its step cap are continued in a second, smaller program (:func:`_continue_capped`). The single-step
 alternative, Chinchilla's law on the error rate ``1 - accuracy`` straight from ``(N, D)``,
 is fitted and bootstrapped in the same program, for comparison.
 
