@@ -23,13 +23,19 @@ import numpy as np
 DPI = 110
 
 
-def _pyplot():
+def _figure(width: float, height: float, columns: int):
+  # Figure without pyplot, as jaxscale.plots: no global state, no backend switch (a notebook's
+  # inline backend keeps working); savefig uses the Agg canvas.
+  from matplotlib.figure import Figure
+
+  figure = Figure(figsize=(width, height), layout="constrained")
+  return figure, figure.subplots(1, columns, squeeze=False)[0]
+
+
+def _colours(count: int):
   import matplotlib
 
-  matplotlib.use("Agg", force=False)
-  import matplotlib.pyplot as plt
-
-  return plt
+  return matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, count))
 
 
 def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = None, held_out=None):
@@ -41,13 +47,12 @@ def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = N
     target: ``(N, D)`` of the model to predict, drawn with its intervals.
     held_out: a :class:`~jaxscale.ladder.Ladder` of runs not fitted, drawn as crosses.
   """
-  plt = _pyplot()
   if task not in fitted.fits:
     raise ValueError(f"no task {task!r}; tasks are {list(fitted.tasks)}")
   fit, data = fitted.fits[task], fitted.ladder
-  figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+  figure, (left, right) = _figure(11, 4.2, 2)
   sizes = sorted(set(data.N))
-  colours = plt.cm.viridis(np.linspace(0.0, 0.85, len(sizes) + 1))
+  colours = _colours(len(sizes) + 1)
   top_C = data.C.max() * 3
   prediction = fitted.predict(*target)[task] if target is not None else None
   if target is not None:
@@ -63,7 +68,8 @@ def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = N
   if target is not None:
     N_target, D_target = target
     C_target = 6.0 * N_target * D_target
-    C_grid = np.geomspace(data.C.min(), C_target * 1.5, 80)
+    # From the ladder's fewest tokens per parameter at the target's size: below it the law is not asked anything.
+    C_grid = np.geomspace(min(6.0 * N_target * N_target * np.min(data.D / data.N), C_target), C_target * 1.5, 80)
     values = fit.chain(np.full_like(C_grid, N_target), C_grid / (6.0 * N_target))["task_loss"]
     left.plot(C_grid, values[0], color=colours[-1], lw=1.5, label=f"law at target N={N_target:.3g}")
     if len(values) > 1:
@@ -103,13 +109,11 @@ def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = N
   right.set_ylabel("accuracy")
   right.set_title(f"{task}: step 2, accuracy from task loss")
   right.legend(fontsize=7)
-  figure.tight_layout()
   return figure
 
 
 def plot_tasks(fitted, out_dir: str | os.PathLike, *, target=None, held_out=None, dpi: int = DPI) -> list[Path]:
   """Writes ``tasks_TASK.png`` (:func:`two_step_figure`) for every task; returns the paths."""
-  plt = _pyplot()
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = []
@@ -117,7 +121,6 @@ def plot_tasks(fitted, out_dir: str | os.PathLike, *, target=None, held_out=None
     figure = two_step_figure(fitted, task, target=target, held_out=held_out)
     path = out / f"tasks_{task}.png"
     figure.savefig(path, dpi=dpi)
-    plt.close(figure)
     paths.append(path)
   return paths
 
@@ -136,10 +139,9 @@ def loss_to_accuracy_figure(runs, chain, *, quanta=None):
   """
   from jaxscale import tasks as tasks_lib
 
-  plt = _pyplot()
   panels = 2 if quanta is not None and len(quanta) else 1
-  figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
-  left = axes[0, 0]
+  figure, axes = _figure(5.5 * panels, 4.2, panels)
+  left = axes[0]
   loss, accuracy = runs["loss"].to_numpy(float), runs["accuracy"].to_numpy(float)
   floor = float(runs["loss_floor"].dropna().iloc[0]) if "loss_floor" in runs.columns and runs["loss_floor"].notna().any() else None
   low = min(loss.min(), floor if floor is not None else loss.min())
@@ -164,7 +166,7 @@ def loss_to_accuracy_figure(runs, chain, *, quanta=None):
   if panels == 2:
     import matplotlib
 
-    right = axes[0, 1]
+    right = axes[1]
     loss_of_run = dict(zip(runs["run_id"], runs["loss"])) if "run_id" in runs.columns else {}
     buckets = sorted(set(zip(quanta["rank_lo"], quanta["rank_hi"])))
     colormap = matplotlib.colormaps["plasma"]
@@ -182,5 +184,4 @@ def loss_to_accuracy_figure(runs, chain, *, quanta=None):
     right.set_title("Sub-sources jump while the mean moves smoothly")
     right.legend(fontsize=6, ncol=2)
     right.grid(alpha=0.3)
-  figure.tight_layout()
   return figure
