@@ -71,7 +71,6 @@ def read_ladder(path: str, *, last: int, chance: dict[str, float]):
 def run(args: argparse.Namespace) -> int:
   import os
 
-  from jaxscale import ladder as ladder_lib
   from jaxscale import tasks as tasks_lib
 
   if args.bootstrap < 0:
