@@ -94,6 +94,7 @@ def run(
 
   start = time.perf_counter()
   figures = _figures(fit, runs, frame, out, heldout)
+  loss_to_accuracy = _loss_to_accuracy(frame, fit, out)
   timings["plots"] = time.perf_counter() - start
 
   entropy = frame["entropy_rate"].dropna() if "entropy_rate" in frame.columns else []
@@ -114,6 +115,7 @@ def run(
       "approach2": approach2,
       "entropy_rate": float(entropy.iloc[0]) if len(entropy) else None,
       "figures": figures,
+      "loss_to_accuracy": loss_to_accuracy,
       "timings": timings,
   }
   timings["total"] = time.perf_counter() - began
@@ -228,6 +230,36 @@ def _figures(fit, runs, frame, out: Path, heldout) -> list[Path]:
     figure.savefig(path, dpi=plots.DPI)
     figures.append(path)
   return figures
+
+
+# --- The task chain in the lab (issue 15): accuracy as a sigmoid of the loss ----------------------
+
+
+def _loss_to_accuracy(frame, fit, out: Path) -> list[str]:
+  """Fits accuracy ~ sigmoid(loss) on the runs, writes loss_to_accuracy.png; the report's section."""
+  import pandas as pd
+
+  from jaxscale import plots, task_plots, tasks
+
+  if not {"loss", "accuracy"} <= set(frame.columns) or frame["accuracy"].notna().sum() < 3:
+    return []
+  try:
+    chain = tasks.lab_chain(frame, fit=fit)
+  except ValueError as error:
+    return ["", "## Accuracy from the loss", "", f"Not fitted: {error}"]
+  quanta = pd.read_csv(out / "quanta.csv") if (out / "quanta.csv").exists() else None
+  figure = task_plots.loss_to_accuracy_figure(frame, chain, quanta=quanta)
+  figure.savefig(out / "loss_to_accuracy.png", dpi=plots.DPI)
+  return [
+      "", "## Accuracy from the loss", "",
+      f"Step 2 of the task chain (`jaxscale.tasks`): next-token accuracy as a sigmoid of the held-out loss, from "
+      f"chance ({chain['chance']:.3g}) to {chain['ceiling']:g}: k = {chain['k']:.3g}, L0 = {chain['L0']:.3g} "
+      f"(mean |error| {100 * chain['mean_abs_rel_error']:.2f}% on the runs). Chained through the fitted law's loss "
+      f"at each run's N and D, it predicts the accuracy within {100 * chain['chained_mean_abs_rel_error']:.2f}% on average. "
+      "The mean accuracy moves smoothly with the loss"
+      + (" while each sub-source's accuracy jumps from nothing to nearly perfect (right panel)." if quanta is not None else "."),
+      "", "![loss_to_accuracy](loss_to_accuracy.png)",
+  ]
 
 
 def study_json(result: dict[str, Any]) -> dict[str, Any]:
@@ -418,6 +450,7 @@ def render_report(result: dict[str, Any]) -> str:
             f"6ND = {6 * largest['N'] * largest['D']:.3g} here.)", "",
             result["summary_text"], "", "## Diagnostics", ""]
   lines += [f"- {finding}" for finding in result["diagnostics"]] or ["- none: the design identifies the law."]
+  lines += result.get("loss_to_accuracy") or []
   lines += ["", "## Figures", ""]
   captions = {
       "loss_and_accuracy": "Loss and accuracy against compute (the held-out budget ringed).",

@@ -23,13 +23,19 @@ import numpy as np
 DPI = 110
 
 
-def _pyplot():
+def _figure(width: float, height: float, columns: int):
+  # Figure without pyplot, as jaxscale.plots: no global state, no backend switch (a notebook's
+  # inline backend keeps working); savefig uses the Agg canvas.
+  from matplotlib.figure import Figure
+
+  figure = Figure(figsize=(width, height), layout="constrained")
+  return figure, figure.subplots(1, columns, squeeze=False)[0]
+
+
+def _colours(count: int):
   import matplotlib
 
-  matplotlib.use("Agg", force=False)
-  import matplotlib.pyplot as plt
-
-  return plt
+  return matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, count))
 
 
 def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = None, held_out=None):
@@ -41,13 +47,12 @@ def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = N
     target: ``(N, D)`` of the model to predict, drawn with its intervals.
     held_out: a :class:`~jaxscale.ladder.Ladder` of runs not fitted, drawn as crosses.
   """
-  plt = _pyplot()
   if task not in fitted.fits:
     raise ValueError(f"no task {task!r}; tasks are {list(fitted.tasks)}")
   fit, data = fitted.fits[task], fitted.ladder
-  figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+  figure, (left, right) = _figure(11, 4.2, 2)
   sizes = sorted(set(data.N))
-  colours = plt.cm.viridis(np.linspace(0.0, 0.85, len(sizes) + 1))
+  colours = _colours(len(sizes) + 1)
   top_C = data.C.max() * 3
   prediction = fitted.predict(*target)[task] if target is not None else None
   if target is not None:
@@ -63,7 +68,8 @@ def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = N
   if target is not None:
     N_target, D_target = target
     C_target = 6.0 * N_target * D_target
-    C_grid = np.geomspace(data.C.min(), C_target * 1.5, 80)
+    # From the ladder's fewest tokens per parameter at the target's size: below it the law is not asked anything.
+    C_grid = np.geomspace(min(6.0 * N_target * N_target * np.min(data.D / data.N), C_target), C_target * 1.5, 80)
     values = fit.chain(np.full_like(C_grid, N_target), C_grid / (6.0 * N_target))["task_loss"]
     left.plot(C_grid, values[0], color=colours[-1], lw=1.5, label=f"law at target N={N_target:.3g}")
     if len(values) > 1:
@@ -103,13 +109,11 @@ def two_step_figure(fitted, task: str, *, target: tuple[float, float] | None = N
   right.set_ylabel("accuracy")
   right.set_title(f"{task}: step 2, accuracy from task loss")
   right.legend(fontsize=7)
-  figure.tight_layout()
   return figure
 
 
 def plot_tasks(fitted, out_dir: str | os.PathLike, *, target=None, held_out=None, dpi: int = DPI) -> list[Path]:
   """Writes ``tasks_TASK.png`` (:func:`two_step_figure`) for every task; returns the paths."""
-  plt = _pyplot()
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = []
@@ -117,6 +121,67 @@ def plot_tasks(fitted, out_dir: str | os.PathLike, *, target=None, held_out=None
     figure = two_step_figure(fitted, task, target=target, held_out=held_out)
     path = out / f"tasks_{task}.png"
     figure.savefig(path, dpi=dpi)
-    plt.close(figure)
     paths.append(path)
   return paths
+
+
+def loss_to_accuracy_figure(runs, chain, *, quanta=None):
+  """Step 2 in the lab: accuracy against loss with the fitted sigmoid, and the sub-sources' jumps.
+
+  Args:
+    runs: the sweep's runs (``loss``, ``accuracy``; ``loss_floor`` is drawn when present).
+    chain: :func:`jaxscale.tasks.lab_chain`'s result on the same runs.
+    quanta: optional per-run, per-sub-source accuracies (the lab's ``quanta.csv``: ``run_id``,
+      ``rank_lo``, ``rank_hi``, ``accuracy``); drawn against the same loss axis on a second panel.
+
+  Returns:
+    A matplotlib ``Figure``.
+  """
+  from jaxscale import tasks as tasks_lib
+
+  panels = 2 if quanta is not None and len(quanta) else 1
+  figure, axes = _figure(5.5 * panels, 4.2, panels)
+  left = axes[0]
+  loss, accuracy = runs["loss"].to_numpy(float), runs["accuracy"].to_numpy(float)
+  floor = float(runs["loss_floor"].dropna().iloc[0]) if "loss_floor" in runs.columns and runs["loss_floor"].notna().any() else None
+  low = min(loss.min(), floor if floor is not None else loss.min())
+  span = loss.max() - low
+  grid = np.linspace(low - 0.05 * span, loss.max() + 0.1 * span, 200)
+  params = {"k": chain["k"], "L0": chain["L0"]}
+  curve = tasks_lib.sigmoid_accuracy(grid, floor=chain["chance"], ceiling=chain["ceiling"], **params)
+  left.scatter(loss, accuracy, s=26, color="tab:blue", zorder=3, label="runs (measured loss)")
+  if chain.get("chained_accuracy") is not None:
+    left.scatter(chain["law_loss"], chain["chained_accuracy"], s=30, facecolors="none", edgecolors="tab:orange", zorder=4,
+                 label=f"chained: sigmoid(fitted law's loss), |err| {100 * chain['chained_mean_abs_rel_error']:.2f}%")
+  left.plot(grid, curve, color="black", lw=1.2,
+            label=f"sigmoid: k={chain['k']:.3g}, L0={chain['L0']:.3g} (|err| {100 * chain['mean_abs_rel_error']:.2f}%)")
+  if floor is not None:
+    left.axvline(floor, color="grey", ls="--", lw=0.8, label=f"exact loss floor {floor:.4f}")
+  left.invert_xaxis()
+  left.set_xlabel("held-out loss (nats/token), falling to the right")
+  left.set_ylabel("next-token accuracy")
+  left.set_title("Accuracy as a function of loss (step 2)")
+  left.legend(fontsize=7)
+  left.grid(alpha=0.3)
+  if panels == 2:
+    import matplotlib
+
+    right = axes[1]
+    loss_of_run = dict(zip(runs["run_id"], runs["loss"])) if "run_id" in runs.columns else {}
+    buckets = sorted(set(zip(quanta["rank_lo"], quanta["rank_hi"])))
+    colormap = matplotlib.colormaps["plasma"]
+    for i, (lo, hi) in enumerate(buckets):
+      rows = quanta[quanta["rank_lo"] == lo]
+      x = rows["run_id"].map(loss_of_run).to_numpy(float)
+      order = np.argsort(x)
+      label = f"ranks {lo}" if lo == hi else f"ranks {lo}-{hi}"
+      right.plot(x[order], rows["accuracy"].to_numpy(float)[order], marker=".", lw=1,
+                 color=colormap(i / max(len(buckets) - 1, 1)), label=label)
+    right.plot(grid, curve, color="black", lw=1.5, label="mean accuracy (sigmoid)")
+    right.invert_xaxis()
+    right.set_xlabel("the run's held-out loss (nats/token)")
+    right.set_ylabel("accuracy on the sub-source")
+    right.set_title("Sub-sources jump while the mean moves smoothly")
+    right.legend(fontsize=6, ncol=2)
+    right.grid(alpha=0.3)
+  return figure

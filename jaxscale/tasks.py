@@ -6,8 +6,10 @@ The chain of Bhagia et al. (2024):
    ``L(N, D) = E + A/N^alpha + B/D^beta`` (:data:`jaxscale.laws.chinchilla`), fitted to the
    final task loss of each ladder run (Huber on log residuals, as for the LM loss);
 2. accuracy as a function of task loss, a *mapping law*: :data:`sigmoid` (a floor at
-   chance, a fitted ceiling, a slope and a midpoint) for accuracy, or :data:`metric_power`
-   (``m = E + A L^gamma``) for a loss-like metric, fitted to the ladder's training curves;
+   chance, a ceiling, a fitted slope and midpoint), :data:`sigmoid_free_floor` (the floor
+   fitted too, like the free offset of the paper's sigmoid) for accuracy, or
+   :data:`metric_power` (``m = E + A L^gamma``) for a loss-like metric, fitted to the
+   ladder's training curves (:func:`fit_mapping` fits one alone, :func:`lab_chain` on a sweep);
 3. chained: ``accuracy(N, D) = step2(step1(N, D))`` far beyond the ladder.
 
 Both steps use the multi-start Levenberg-Marquardt engine (:func:`jaxscale.fitting.multistart`,
@@ -15,7 +17,8 @@ Both steps use the multi-start Levenberg-Marquardt engine (:func:`jaxscale.fitti
 replicate redraws the ladder's runs with replacement (each run's whole curve goes with it, so
 step 2's correlated checkpoints are one unit), refits step 1 and step 2 on that draw, and
 chains them. Every task and every replicate is one member of one ``vmap``-ped, jitted
-program (:func:`_chain_replicates`), like ``jaxscale fit --by``. The single-step
+program (:func:`_chain_replicates`), like ``jaxscale fit --by``; the few step-1 refits still
+moving at its step cap are continued in a second, smaller program (:func:`_continue_capped`). The single-step
 alternative, Chinchilla's law on the error rate ``1 - accuracy`` straight from ``(N, D)``,
 is fitted and bootstrapped in the same program, for comparison.
 
@@ -58,6 +61,13 @@ STEP2_OPTIONS = solver.SolverOptions(loss="mse", delta=1e-3, max_steps=300)
 # (step 1's five-parameter law has several basins on a small ladder; step 2's two parameters one).
 REPLICATE_STARTS = {"step1": 4, "step2": 2}
 REPLICATE_STEPS = 200
+# Step 1's Huber loss (delta 1e-3) is near-L1 on a dozen runs, and IRLS steps crawl once the
+# optimum pins several residuals at the kink: ~20-40% of refits are still moving after 200 steps
+# (mostly along E -> 0 valleys). Those alone are continued from where they stopped, one start
+# each, for up to this many more steps (step 2's sigmoid converges in ~10-20 steps).
+CONTINUE_STEPS = 2000
+# The continued refits are padded to a multiple of this (fewer shapes to compile).
+CONTINUE_BUCKET = 64
 # A task whose accuracy never beats chance by more than this (at any run) has no rise to fit.
 CHANCE_MARGIN = 0.005
 # Replicates solved together inside the one compiled program (bounds memory at this x runs x starts).
@@ -107,7 +117,30 @@ metric_power = laws_lib.Law(
     description="A loss-like metric as a power law of a loss with an irreducible part (e.g. error rate vs task loss).",
 )
 
-MAPPING_LAWS = {"sigmoid": sigmoid, "power": metric_power}
+def _free_floor_sigmoid_log_metric(params, log_inputs):
+  # As the sigmoid, but the floor is fitted (logit-parametrised in (0, 1)); the task's chance is only its start.
+  loss = jnp.exp(log_inputs["L"])
+  log_floor = log_sigmoid(params["floor_logit"])
+  ceiling = jnp.exp(log_inputs["ceiling"])
+  log_span = jnp.log(jnp.maximum(ceiling - jnp.exp(log_floor), jnp.finfo(loss.dtype).tiny))
+  log_rise = log_sigmoid(-jnp.exp(params["log_k"]) * (loss - params["L0"]))
+  return jnp.logaddexp(log_floor, log_span + log_rise)
+
+
+sigmoid_free_floor = laws_lib.Law(
+    name="task_sigmoid_free_floor",
+    formula="acc(L) = f + (ceiling - f) / (1 + exp(k (L - L0))),  f fitted, ceiling = 1 unless given",
+    variables=("L", "floor", "ceiling"),
+    param_names=("log_k", "L0", "floor_logit"),
+    log_loss=_free_floor_sigmoid_log_metric,
+    start_grid={"log_k": (0.0, 1.0, 2.0, 3.0), "L0": (0.25, 0.5, 0.75, 1.0, 1.5, 2.0), "floor_logit": (-1.0,)},
+    to_natural=lambda p: {"k": jnp.exp(p["log_k"]), "L0": p["L0"], "floor": jax.nn.sigmoid(p["floor_logit"])},
+    from_natural=lambda p: {"log_k": jnp.log(p["k"]), "L0": p["L0"], "floor_logit": jnp.log(p["floor"] / (1 - p["floor"]))},
+    natural_names=("k", "L0", "floor"),
+    description="Accuracy as a sigmoid of task loss with a fitted floor (like the paper's free offset), up to a ceiling.",
+)
+
+MAPPING_LAWS = {"sigmoid": sigmoid, "sigmoid_free_floor": sigmoid_free_floor, "power": metric_power}
 for _law in MAPPING_LAWS.values():
   laws_lib.register(_law)
 
@@ -118,12 +151,15 @@ def sigmoid_accuracy(loss, *, floor: float, k: float, L0: float, ceiling: float 
   return floor + (ceiling - floor) / (1.0 + np.exp(k * (loss - L0)))
 
 
-def _sigmoid_starts(loss_P: np.ndarray) -> np.ndarray:
-  """Start grid with the midpoint L0 placed across (and beyond) the observed losses."""
+def _sigmoid_starts(loss_P: np.ndarray, law: laws_lib.Law = sigmoid, chance: float = 0.0) -> np.ndarray:
+  """Start grid with the midpoint L0 placed across (and beyond) the observed losses (a fitted floor starts near chance)."""
   low, high = float(np.min(loss_P)), float(np.max(loss_P))
-  grid = dict(sigmoid.start_grid)
+  grid = dict(law.start_grid)
   grid["L0"] = tuple(np.linspace(0.5 * low, high + 0.5 * (high - low), 7))
-  return laws_lib.Law.starts(dataclasses.replace(sigmoid, start_grid=grid))
+  if "floor_logit" in grid:
+    start = min(max(chance, 1e-3), 0.9)
+    grid["floor_logit"] = (float(np.log(start / (1.0 - start))) - 1.0, float(np.log(start / (1.0 - start))))
+  return laws_lib.Law.starts(dataclasses.replace(law, start_grid=grid))
 
 
 # --- The batched programs -------------------------------------------------------------------------
@@ -157,10 +193,10 @@ def _full_fits(starts1_SxP, starts2_TxSxQ, log_N_R, log_D_R, log_y1_Tx2xR, log_L
   return chinchilla_fits, jax.vmap(step2_fit)(starts2_TxSxQ, log_L_TxP, log_acc_TxP, log_bounds_Tx2)
 
 
-@functools.partial(jax.jit, static_argnames=("step2_law", "num_runs", "batch_size"))
+@functools.partial(jax.jit, static_argnames=("step2_law", "num_runs", "batch_size", "max_steps"))
 def _chain_replicates(
     key, replicate_ids_B, starts1_Tx2xKxP, starts2_TxKxQ, log_N_R, log_D_R, log_y1_Tx2xR, log_L_TxP, log_acc_TxP,
-    log_bounds_Tx2, point_run_P, *, step2_law, num_runs, batch_size,
+    log_bounds_Tx2, point_run_P, *, step2_law, num_runs, batch_size, max_steps,
 ):
   """Every (task, replicate): refit step 1, the single-step law and step 2 on one redraw of the runs.
 
@@ -169,13 +205,14 @@ def _chain_replicates(
   ``T x B`` problems are solved ``batch_size`` at a time (``lax.map``) to bound memory.
 
   Returns:
-    ``(theta1_TxBx2xP, theta2_TxBxQ, converged_TxBx3)``: Chinchilla's parameters for step 1
-    and the single step, step 2's, and whether each of the three refits converged.
+    ``(theta1_TxBx2xP, theta2_TxBxQ, steps_TxBx3)``: Chinchilla's parameters for step 1
+    and the single step, step 2's, and the solver steps each of the three refits took
+    (a refit that reached the cap did not converge).
   """
   counts_BxR = resampling.resample_weights(key, replicate_ids_B, jnp.arange(num_runs), num_runs).astype(log_N_R.dtype)
   inputs1 = {"N": log_N_R, "D": log_D_R}
-  options1 = STEP1_OPTIONS._replace(max_steps=REPLICATE_STEPS)
-  options2 = STEP2_OPTIONS._replace(max_steps=REPLICATE_STEPS)
+  options1 = STEP1_OPTIONS._replace(max_steps=max_steps)
+  options2 = STEP2_OPTIONS._replace(max_steps=max_steps)
   num_tasks, num_replicates = log_y1_Tx2xR.shape[0], replicate_ids_B.shape[0]
 
   def solve(law, starts_KxP, inputs, log_y, weights, options):
@@ -185,18 +222,17 @@ def _chain_replicates(
     states = jax.vmap(lambda start: solver.minimize(residual_fn, start, weights, options))(starts_KxP)
     objective = jnp.where(jnp.isfinite(states.objective), states.objective, jnp.inf)
     best = jnp.argmin(objective)
-    # Converged: stopped because progress stalled (the solver's own test), not by the step cap.
-    return states.theta[best], states.steps[best] < options.max_steps
+    return states.theta[best], states.steps[best]
 
   def one(index):
     task, replicate = index // num_replicates, index % num_replicates
     weights_R = counts_BxR[replicate]
-    theta1_2xP, converged1_2 = jax.vmap(lambda starts, log_y: solve(laws_lib.chinchilla, starts, inputs1, log_y, weights_R, options1))(
+    theta1_2xP, steps1_2 = jax.vmap(lambda starts, log_y: solve(laws_lib.chinchilla, starts, inputs1, log_y, weights_R, options1))(
         starts1_Tx2xKxP[task], log_y1_Tx2xR[task]
     )
     inputs2 = _step2_inputs(log_L_TxP[task], log_bounds_Tx2[task, 0], log_bounds_Tx2[task, 1])
-    theta2, converged2 = solve(step2_law, starts2_TxKxQ[task], inputs2, log_acc_TxP[task], weights_R[point_run_P], options2)
-    return theta1_2xP, theta2, jnp.concatenate([converged1_2, converged2[None]])
+    theta2, steps2 = solve(step2_law, starts2_TxKxQ[task], inputs2, log_acc_TxP[task], weights_R[point_run_P], options2)
+    return theta1_2xP, theta2, jnp.concatenate([steps1_2, steps2[None]])
 
   # Padded to whole batches (the extra members repeat the last problem), so lax.map compiles one body.
   total = num_tasks * num_replicates
@@ -204,6 +240,44 @@ def _chain_replicates(
   indices = jnp.minimum(jnp.arange(padded), total - 1)
   outputs = jax.tree.map(lambda x: x[:total], jax.lax.map(one, indices, batch_size=batch_size))
   return jax.tree.map(lambda x: x.reshape(num_tasks, num_replicates, *x.shape[1:]), outputs)
+
+
+@functools.partial(jax.jit, static_argnames=("max_steps",))
+def _continue_chinchilla(theta_MxP, weights_MxR, log_y_MxR, log_N_R, log_D_R, *, max_steps):
+  """Continues ``M`` Chinchilla refits from ``theta_MxP`` (one start each): ``(theta_MxP, steps_M)``."""
+  inputs = {"N": log_N_R, "D": log_D_R}
+  options = STEP1_OPTIONS._replace(max_steps=max_steps)
+
+  def one(theta, weights_R, log_y_R):
+    def residual_fn(t):
+      return laws_lib.chinchilla.log_loss(laws_lib.chinchilla.unflatten(t), inputs) - log_y_R
+
+    state = solver.minimize(residual_fn, theta, weights_R, options)
+    # Keep the old point if the continuation went non-finite (it never accepts a worse one).
+    finite = jnp.all(jnp.isfinite(state.theta))
+    return jnp.where(finite, state.theta, theta), state.steps
+
+  return jax.vmap(one)(theta_MxP, weights_MxR, log_y_MxR)
+
+
+def _continue_capped(theta1_TxBx2xP, steps_TxBx3, counts_BxR, log_y1_Tx2xR, log_N_R, log_D_R):
+  """Continues the step-1 and single-step refits that reached the step cap; updates both arrays in place.
+
+  ``steps_TxBx3`` becomes the total steps, so ``steps < REPLICATE_STEPS + CONTINUE_STEPS`` is convergence.
+  """
+  capped_Mx3 = np.argwhere(steps_TxBx3[:, :, :2] >= REPLICATE_STEPS)  # rows: (task, replicate, law)
+  if len(capped_Mx3) == 0:
+    return
+  t, b, w = capped_Mx3.T
+  padded = -(-len(t) // CONTINUE_BUCKET) * CONTINUE_BUCKET
+  take = np.minimum(np.arange(padded), len(t) - 1)  # the padding repeats the last refit
+  dtype = log_N_R.dtype
+  theta, steps = jax.device_get(_continue_chinchilla(
+      jnp.asarray(theta1_TxBx2xP[t[take], b[take], w[take]], dtype), jnp.asarray(counts_BxR[b[take]], dtype),
+      jnp.asarray(np.asarray(log_y1_Tx2xR)[t[take], w[take]], dtype), log_N_R, log_D_R, max_steps=CONTINUE_STEPS,
+  ))
+  theta1_TxBx2xP[t, b, w] = theta[: len(t)]
+  steps_TxBx3[t, b, w] += steps[: len(t)]
 
 
 # --- Results --------------------------------------------------------------------------------------
@@ -216,12 +290,13 @@ class TaskFit:
   Attributes:
     task: its name.
     chance, ceiling: step 2's floor and ceiling (the sigmoid runs from one to the other).
-    metric: ``"sigmoid"`` or ``"power"``, the mapping law of step 2.
+    metric: ``"sigmoid"``, ``"sigmoid_free_floor"`` or ``"power"``, the mapping law of step 2.
     step1, single, step2: full-data fits (:class:`~jaxscale.fitting.FitResult`);
       ``single`` is Chinchilla's law on the error rate ``1 - accuracy``.
     step1_samples, single_samples: fit-space replicates, shape ``(B, 5)``.
     step2_samples: fit-space replicates, shape ``(B, 2)`` (sigmoid) or ``(B, 3)`` (power).
-    converged: per replicate, whether all three refits stopped on stalled progress rather than the step cap, ``(B,)``.
+    converged: per replicate, whether each refit (step 1, the single step, step 2) converged:
+      stopped on stalled progress (the solver's own test) before the step cap, ``(B, 3)``.
     fit_error: mean absolute relative error on the fitted data, per step.
     residuals: log residuals (observed / fitted) at the fitted runs' final evaluations, of
       ``task_loss`` (step 1), ``accuracy`` (the chain) and ``single_step``, shape ``(R,)``
@@ -256,8 +331,41 @@ class TaskFit:
                         "mean_abs_rel_error": self.fit_error["single"]},
         "chained_mean_abs_rel_error": self.fit_error["chained"],
         "replicates": int(len(self.converged)),
-        "replicates_converged": int(np.count_nonzero(self.converged)),
+        # The chain needs steps 1 and 2; the single-step law is a separate comparison.
+        "replicates_converged": int(np.count_nonzero(self.converged[:, 0] & self.converged[:, 2])),
+        "replicates_converged_by_step": {
+            name: int(np.count_nonzero(self.converged[:, i])) for i, name in enumerate(("step1", "single_step", "step2"))
+        },
     }
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready: the three fits as fit files, the replicates as nested lists."""
+    return {
+        "task": self.task, "chance": self.chance, "ceiling": self.ceiling, "metric": self.metric,
+        "step1": self.step1.to_dict(), "single": self.single.to_dict(), "step2": self.step2.to_dict(),
+        "step1_samples": np.asarray(self.step1_samples).tolist(), "single_samples": np.asarray(self.single_samples).tolist(),
+        "step2_samples": np.asarray(self.step2_samples).tolist(), "converged": np.asarray(self.converged).tolist(),
+        "fit_error": dict(self.fit_error), "residuals": {k: np.asarray(v).tolist() for k, v in self.residuals.items()},
+    }
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> TaskFit:
+    try:
+      def samples(name, width):
+        return np.asarray(data[name], np.float64).reshape(-1, width)
+
+      law = MAPPING_LAWS[data["metric"]]
+      return cls(
+          str(data["task"]), float(data["chance"]), float(data["ceiling"]), str(data["metric"]),
+          fitting.FitResult.from_dict(data["step1"], source), fitting.FitResult.from_dict(data["single"], source),
+          fitting.FitResult.from_dict(data["step2"], source),
+          samples("step1_samples", 5), samples("single_samples", 5), samples("step2_samples", law.num_params),
+          np.asarray(data["converged"], bool).reshape(-1, 3),
+          {k: float(v) for k, v in data["fit_error"].items()},
+          {k: np.asarray(v, np.float64) for k, v in data["residuals"].items()},
+      )
+    except (KeyError, TypeError, ValueError) as error:
+      raise ValueError(f"{source}: not a task fit ({type(error).__name__}: {error})") from None
 
   def chain(self, N, D, *, replicates: bool = True) -> dict[str, np.ndarray]:
     """Task loss, chained accuracy and single-step accuracy at ``(N, D)``.
@@ -395,6 +503,36 @@ class TaskLaws:
     return out
 
 
+  def to_dict(self, **extra) -> dict[str, Any]:
+    """The JSON-ready task-laws file (every fit, every replicate); ``extra`` keys are stored beside.
+
+    The ladder itself is not stored: :meth:`from_dict` takes it again (the same runs).
+    """
+    return {
+        "format": TASKS_FORMAT, "version": 1, "n": self.n, "seed": self.seed, "seconds": self.seconds,
+        "ladder": {"source": self.ladder.source, "runs": list(map(str, self.ladder.runs["run"])), "tasks": list(self.tasks)},
+        "tasks": {task: fit.to_dict() for task, fit in self.fits.items()},
+        **extra,
+    }
+
+  @classmethod
+  def from_dict(cls, data: Mapping[str, Any], ladder: ladder_lib.Ladder, source: str = "<dict>") -> TaskLaws:
+    """Reads :meth:`to_dict`'s output back, on ``ladder`` (which must hold the runs it was fitted to)."""
+    if not isinstance(data, Mapping) or data.get("format") != TASKS_FORMAT:
+      raise ValueError(f"{source}: not a task-laws file (written by `jaxscale tasks ... --out FILE`)")
+    runs = list(map(str, ladder.runs["run"]))
+    wanted = list(data["ladder"]["runs"])
+    missing = [r for r in wanted if r not in runs]
+    if missing:
+      raise ValueError(f"{source}: the ladder lacks runs the laws were fitted to: {missing[:4]}; pass the same ladder")
+    ladder = ladder.subset(np.array([runs.index(r) for r in wanted])).select_tasks(list(data["tasks"]))
+    fits = {task: TaskFit.from_dict(entry, f"{source}: task {task!r}") for task, entry in data["tasks"].items()}
+    return cls(fits, int(data["n"]), int(data["seed"]), ladder, float(data.get("seconds") or float("nan")))
+
+
+TASKS_FORMAT = "jaxscale.tasks"
+
+
 def _theta(fit: fitting.FitResult) -> np.ndarray:
   return np.asarray([fit.fit_params[n] for n in fit.law_object.param_names], np.float64)[None]
 
@@ -422,7 +560,7 @@ def check_ladder(data: ladder_lib.Ladder, metric: str = "sigmoid") -> None:
           f"{slope:+.3g} of log loss against log C; {loss[np.argmin(log_C)]:.4g} at the smallest run, "
           f"{loss[np.argmax(log_C)]:.4g} at the largest); check the columns, or drop the task"
       )
-    if metric == "sigmoid":
+    if metric != "power":
       accuracy = data.accuracy(task)
       if np.all(accuracy <= data.chance[task] + CHANCE_MARGIN):
         raise ValueError(
@@ -452,7 +590,8 @@ def fit(
     data: a :class:`~jaxscale.ladder.Ladder` or anything :func:`jaxscale.ladder.read` reads.
     n: bootstrap replicates through both steps (0: none; intervals are then NaN).
     seed: the bootstrap's seed (replicate ``i`` uses ``fold_in(key(seed), i)``).
-    metric: step 2's mapping law: ``"sigmoid"`` (accuracy) or ``"power"`` (a loss-like metric).
+    metric: step 2's mapping law: ``"sigmoid"`` (accuracy, floor at chance), ``"sigmoid_free_floor"``
+      (the floor fitted, like the paper's free offset) or ``"power"`` (a loss-like metric).
     tasks: a subset of the ladder's tasks (default: all).
     ceiling: the sigmoid's ceiling (1.0), or ``{task: ceiling}``.
     keep: step 1's starts refined after pruning Chinchilla's 4,500-point grid.
@@ -489,8 +628,8 @@ def fit(
   points_loss_TxP = np.stack([data.point_loss(t) for t in names])
   points_acc_TxP = np.clip(np.stack([data.point_accuracy(t) for t in names]), 1e-6, None)
   starts1 = laws_lib.chinchilla.starts()
-  if metric == "sigmoid":
-    starts2 = np.stack([_sigmoid_starts(loss_P) for loss_P in points_loss_TxP])
+  if metric != "power":
+    starts2 = np.stack([_sigmoid_starts(loss_P, step2_law, c) for loss_P, c in zip(points_loss_TxP, chance_T)])
   else:
     starts2 = np.broadcast_to(metric_power.starts(), (len(names), *metric_power.starts().shape)).copy()
   with fitting.precision("float64") as float_dtype:
@@ -514,10 +653,14 @@ def fit(
           _replicate_starts((jax.tree.map(lambda x: x[:, i], states1), None), REPLICATE_STARTS["step1"]) for i in range(2)
       ], axis=1)
       starts2_TxKxQ = _replicate_starts(step2, REPLICATE_STARTS["step2"])
-      theta1_TxBx2xP, theta2_TxBxQ, converged_TxBx3 = jax.device_get(_chain_replicates(
+      theta1_TxBx2xP, theta2_TxBxQ, steps_TxBx3 = (np.array(x) for x in jax.device_get(_chain_replicates(
           jax.random.key(seed), jnp.arange(n), as_array(starts1_Tx2xKxP), as_array(starts2_TxKxQ), **common,
           point_run_P=jnp.asarray(data.point_run), step2_law=step2_law, num_runs=len(data), batch_size=int(batch_size),
-      ))
+          max_steps=REPLICATE_STEPS,
+      )))
+      # The same draws as inside _chain_replicates (replicate i: fold_in(key, i)).
+      counts_BxR = np.asarray(resampling.resample_weights(jax.random.key(seed), jnp.arange(n), jnp.arange(len(data)), len(data)))
+      _continue_capped(theta1_TxBx2xP, steps_TxBx3, counts_BxR, common["log_y1_Tx2xR"], common["log_N_R"], common["log_D_R"])
   step1 = jax.tree.map(lambda x: x[:, 0], chinchilla_fits)
   single = jax.tree.map(lambda x: x[:, 1], chinchilla_fits)
   fits = {}
@@ -534,10 +677,10 @@ def fit(
     fit2 = result(step2_law, step2, points_loss_TxP.shape[1], STEP2_OPTIONS, starts2.shape[1], starts2.shape[1])
     if n > 0:
       samples = (theta1_TxBx2xP[t, :, 0], theta1_TxBx2xP[t, :, 1], theta2_TxBxQ[t])
-      converged = np.all(converged_TxBx3[t], axis=1)
+      converged = steps_TxBx3[t] < REPLICATE_STEPS + np.array([CONTINUE_STEPS, CONTINUE_STEPS, 0])
     else:
       samples = (np.zeros((0, 5)), np.zeros((0, 5)), np.zeros((0, step2_law.num_params)))
-      converged = np.zeros(0, bool)
+      converged = np.zeros((0, 3), bool)
     task_fit = TaskFit(task, float(chance_T[t]), float(ceiling_T[t]), metric, fit1, fit_s, fit2, *samples, converged, {}, {})
     at_runs = task_fit.chain(data.N, data.D, replicates=False)
     fitted_points = task_fit.mapping(points_loss_TxP[t], replicates=False)[0]
@@ -571,6 +714,104 @@ def _replicate_starts(states_and_gradients, count: int) -> np.ndarray:
   order_TxS = np.argsort(objective_TxS, axis=1, kind="stable")[:, :count]
   theta_TxSxP = np.asarray(states.theta)
   return np.take_along_axis(theta_TxSxP, order_TxS[:, :, None], axis=1)
+
+
+# --- Step 2 alone: a metric as a function of a loss -------------------------------------------------
+
+
+def fit_mapping(loss, metric_values, *, chance: float = 0.0, ceiling: float = 1.0, law: str = "sigmoid",
+                weights=None) -> fitting.FitResult:
+  """Fits step 2 alone, ``metric ~ law(loss)``, e.g. a sweep's accuracy against its loss.
+
+  Args:
+    loss: the losses, shape ``(P,)`` (any unit; the sigmoid's midpoint ``L0`` is in it).
+    metric_values: the metric at those losses, ``(P,)``: accuracy for ``"sigmoid"``, a
+      loss-like metric for ``"power"``.
+    chance, ceiling: the sigmoid's floor and ceiling (ignored by ``"power"``).
+    law: ``"sigmoid"``, ``"sigmoid_free_floor"`` or ``"power"`` (:data:`MAPPING_LAWS`).
+    weights: per-point weights ``(P,)`` (default 1).
+
+  Returns:
+    A :class:`~jaxscale.fitting.FitResult` (``params``: ``k`` and ``L0`` for the sigmoid).
+
+  Example:
+    >>> loss = np.linspace(0.8, 1.4, 12)
+    >>> fit = fit_mapping(loss, sigmoid_accuracy(loss, floor=0.25, k=6.0, L0=1.1), chance=0.25)
+    >>> round(fit.params["k"], 3), round(fit.params["L0"], 3)
+    (6.0, 1.1)
+  """
+  if law not in MAPPING_LAWS:
+    raise ValueError(f"unknown mapping law {law!r}; use one of {', '.join(MAPPING_LAWS)}")
+  loss_P = np.asarray(loss, np.float64).ravel()
+  values_P = np.asarray(metric_values, np.float64).ravel()
+  weights_P = np.ones_like(loss_P) if weights is None else np.asarray(weights, np.float64).ravel()
+  if not (loss_P.shape == values_P.shape == weights_P.shape) or loss_P.size < MAPPING_LAWS[law].num_params + 1:
+    raise ValueError(
+        f"fit_mapping needs as many losses as metric values (and weights), at least {MAPPING_LAWS[law].num_params + 1}; "
+        f"got {loss_P.size}, {values_P.size} and {weights_P.size}"
+    )
+  if not (np.all(np.isfinite(loss_P)) and np.all(loss_P > 0) and np.all(np.isfinite(values_P)) and np.all(values_P > 0)):
+    raise ValueError("fit_mapping: losses and metric values must be positive and finite")
+  if law != "power":
+    if not 0.0 <= chance < ceiling <= 1.0:
+      raise ValueError(f"the sigmoid needs 0 <= chance < ceiling <= 1, got chance={chance}, ceiling={ceiling}")
+    if np.all(values_P <= chance + CHANCE_MARGIN):
+      raise ValueError(f"every metric value is at or below chance ({chance:.3g}): there is no rise for a sigmoid to fit")
+    starts = _sigmoid_starts(loss_P, MAPPING_LAWS[law], chance)
+  else:
+    starts = metric_power.starts()
+  mapping_law = MAPPING_LAWS[law]
+  with fitting.precision("float64") as dtype:
+    inputs = _step2_inputs(jnp.log(jnp.asarray(loss_P, dtype)), jnp.log(jnp.asarray(max(chance, 1e-300), dtype)),
+                           jnp.log(jnp.asarray(ceiling, dtype)))
+    states, gradient_norms = jax.device_get(fitting.multistart(
+        mapping_law, jnp.asarray(starts, dtype), inputs, jnp.log(jnp.asarray(values_P, dtype)), jnp.asarray(weights_P, dtype),
+        options=STEP2_OPTIONS, keep=starts.shape[0],
+    ))
+  counted = _Counted(loss_P.size)
+  counted.weight = weights_P
+  return fitting.result_from_starts(
+      mapping_law, states, gradient_norms, counted, starts=starts.shape[0], kept=starts.shape[0],
+      loss=STEP2_OPTIONS.loss, delta=STEP2_OPTIONS.delta, max_steps=STEP2_OPTIONS.max_steps, dtype="float64",
+  )
+
+
+def lab_chain(runs, *, fit: fitting.FitResult | None = None, chance: float | None = None, ceiling: float = 1.0) -> dict[str, Any]:
+  """Step 2 on a sweep's runs: accuracy as a sigmoid of loss, and chained through the fitted loss law.
+
+  Args:
+    runs: a DataFrame with ``loss`` and ``accuracy`` per run (and ``N``, ``D`` with ``fit``;
+      ``vocab`` gives chance ``1/vocab`` unless ``chance`` says otherwise), like a sweep's runs.csv.
+    fit: the loss law fitted to the same runs (e.g. the demo's Chinchilla fit): its loss at
+      each run, mapped by the sigmoid, is the chained accuracy.
+    chance: the sigmoid's floor (default ``1 / vocab``, or 0).
+    ceiling: its ceiling.
+
+  Returns:
+    ``{"fit": FitResult, "k", "L0", "chance", "ceiling", "mean_abs_rel_error",
+    "chained_accuracy" (per run, or None), "chained_mean_abs_rel_error" (or None)}``.
+  """
+  missing = [c for c in ("loss", "accuracy") + (("N", "D") if fit is not None else ()) if c not in runs.columns]
+  if missing:
+    raise ValueError(f"lab_chain: the runs lack column(s) {missing}; a sweep's runs.csv has loss, accuracy, N and D")
+  frame = runs.dropna(subset=["loss", "accuracy"])
+  if chance is None:
+    vocab = frame["vocab"].dropna() if "vocab" in frame.columns else []
+    chance = 1.0 / float(vocab.iloc[0]) if len(vocab) else 0.0
+  loss, accuracy = frame["loss"].to_numpy(np.float64), frame["accuracy"].to_numpy(np.float64)
+  mapping = fit_mapping(loss, accuracy, chance=chance, ceiling=ceiling)
+  fitted = sigmoid_accuracy(loss, floor=chance, ceiling=ceiling, **mapping.params)
+  out = {
+      "fit": mapping, "k": mapping.params["k"], "L0": mapping.params["L0"], "chance": float(chance), "ceiling": float(ceiling),
+      "mean_abs_rel_error": float(np.mean(np.abs(fitted / accuracy - 1.0))),
+      "chained_accuracy": None, "chained_mean_abs_rel_error": None,
+  }
+  if fit is not None:
+    law_loss = fit.predict(N=frame["N"].to_numpy(np.float64), D=frame["D"].to_numpy(np.float64))
+    chained = sigmoid_accuracy(law_loss, floor=chance, ceiling=ceiling, **mapping.params)
+    out.update(law_loss=np.asarray(law_loss), chained_accuracy=chained,
+               chained_mean_abs_rel_error=float(np.mean(np.abs(chained / accuracy - 1.0))))
+  return out
 
 
 # --- Back-testing ---------------------------------------------------------------------------------

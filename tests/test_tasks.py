@@ -6,6 +6,7 @@ coverage checks share a single compilation.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -132,10 +133,10 @@ def test_reads_the_olmo_ladder_and_a_run_set_alike(tmp_path):
   assert sweep.task_loss("arc")[0] == 1.5 and len(sweep.points) == count
 
 
-def test_cli_on_the_real_ladder(capsys):
+def test_cli_on_the_real_ladder(capsys, tmp_path):
   argv = ["tasks", str(OLMO_DIR), "--target-N", "1.32e10", "--target-D", "5e12", "--tasks", "hellaswag,piqa",
           "--bootstrap", "8", "--format", "json"]
-  assert cli.main(argv) == 0
+  assert cli.main(argv + ["--out", str(tmp_path / "laws.json")]) == 0
   out = json.loads(capsys.readouterr().out)
   assert out["target"] == {"N": 1.32e10, "D": 5e12, "C": 6 * 1.32e10 * 5e12}
   assert set(out["tasks"]) == {"hellaswag", "piqa"}
@@ -145,6 +146,11 @@ def test_cli_on_the_real_ladder(capsys):
     lo, hi = entry["task_loss_ci95"]
     assert lo <= entry["task_loss"] <= hi and 0.3 < entry["task_loss"] < 1.2
     assert entry["step1"]["mean_abs_rel_error"] < 0.02 and entry["step2"]["mean_abs_rel_error"] < 0.05
+  # jaxscale plot draws the saved laws on their ladder: one two-step figure per task.
+  assert cli.main(["plot", str(tmp_path / "laws.json"), str(OLMO_DIR), "--out", str(tmp_path / "figures"), "--dpi", "40"]) == 0
+  printed = capsys.readouterr().out.split()
+  assert sorted(Path(p).name for p in printed) == ["tasks_hellaswag.png", "tasks_piqa.png"]
+  assert all(Path(p).stat().st_size > 2000 for p in printed)
   assert cli.main(["tasks", str(OLMO_DIR), "--target-N", "1e7", "--target-D", "1e9", "--tasks", "piqa", "--bootstrap", "0"]) == 2
   assert "smaller than the ladder" in capsys.readouterr().err
 
@@ -166,3 +172,62 @@ def test_recovers_a_power_law_mapping_for_a_loss_like_metric():
   assert float(natural["E"]) == pytest.approx(0.05, rel=1e-5)
   assert float(natural["A"]) == pytest.approx(0.3, rel=1e-5)
   assert float(natural["gamma"]) == pytest.approx(2.0, rel=1e-5)
+
+
+def test_nearly_every_replicate_converges_through_both_steps(simulated):
+  _, fitted = simulated
+  for task, fit in fitted.fits.items():
+    quality = fit.quality()
+    assert quality["replicates"] == REPLICATES
+    # The chain counts steps 1 and 2; capped step-1 refits are continued until they stall.
+    assert quality["replicates_converged"] >= REPLICATES - 1, (task, quality["replicates_converged_by_step"])
+
+
+def test_saved_laws_read_back_to_the_same_predictions(simulated):
+  from jaxscale import atomic
+
+  data, fitted = simulated
+  text = json.dumps(atomic.json_safe(fitted.to_dict(target={"N": TARGET[0], "D": TARGET[1]})))
+  again = tasks.TaskLaws.from_dict(json.loads(text), data)
+  before, after = fitted.predict(*TARGET), again.predict(*TARGET)
+  for task in ("exact", "noisy0"):
+    assert after[task]["accuracy"] == pytest.approx(before[task]["accuracy"], rel=1e-12)
+    assert after[task]["accuracy_ci95"] == pytest.approx(before[task]["accuracy_ci95"], rel=1e-12)
+  with pytest.raises(ValueError, match="not a task-laws file"):
+    tasks.TaskLaws.from_dict({"format": "jaxscale.fit"}, data)
+
+
+def test_fit_mapping_recovers_a_sigmoid_and_the_lab_chain_reads_a_sweep(tmp_path):
+  from jaxscale import fitting, study
+
+  loss = np.linspace(1.5, 2.5, 15)
+  accuracy = tasks.sigmoid_accuracy(loss, floor=0.01, k=3.0, L0=2.2, ceiling=0.9)
+  mapping = tasks.fit_mapping(loss, accuracy, chance=0.01, ceiling=0.9)
+  assert mapping.params["k"] == pytest.approx(3.0, rel=1e-6) and mapping.params["L0"] == pytest.approx(2.2, rel=1e-6)
+  with pytest.raises(ValueError, match="at or below chance"):
+    tasks.fit_mapping(loss, np.full_like(loss, 0.01), chance=0.01)
+  # The free-floor sigmoid finds a floor above chance (chance is only where it starts).
+  raised = tasks.sigmoid_accuracy(loss, floor=0.3, k=3.0, L0=2.2)
+  free = tasks.fit_mapping(loss, raised, chance=0.25, law="sigmoid_free_floor")
+  assert free.params["floor"] == pytest.approx(0.3, rel=1e-5) and free.params["k"] == pytest.approx(3.0, rel=1e-5)
+  # A sweep's runs: the loss follows a known Chinchilla law, the accuracy a known sigmoid of it.
+  law_params = {"E": 1.2, "A": 40.0, "B": 300.0, "alpha": 0.4, "beta": 0.35}
+  N = np.repeat([1e4, 3e4, 1e5], 3)
+  D = N * np.tile([20.0, 50.0, 100.0], 3)
+  loss = law_params["E"] + law_params["A"] / N ** law_params["alpha"] + law_params["B"] / D ** law_params["beta"]
+  frame = pd.DataFrame({"run_id": [f"r{i}" for i in range(9)], "N": N, "D": D, "loss": loss, "vocab": 256,
+                        "accuracy": tasks.sigmoid_accuracy(loss, floor=1 / 256, k=2.0, L0=2.0), "loss_floor": 1.2})
+  law = fitting.FitResult.from_dict({
+      "format": "jaxscale.fit", "law": "chinchilla", "params": law_params,
+      "fit_params": {"a": np.log(40.0), "b": np.log(300.0), "e": np.log(1.2), "alpha": 0.4, "beta": 0.35},
+      "objective": 0.0, "converged": True, "status": "given", "iterations": 0, "runs_used": 9, "starts": 1,
+      "starts_refined": 1, "starts_reached_best": 1, "gradient_norm": 0.0, "loss": "huber", "delta": 1e-3, "dtype": "float64",
+  })
+  chain = tasks.lab_chain(frame, fit=law)
+  assert chain["chance"] == pytest.approx(1 / 256)
+  assert chain["k"] == pytest.approx(2.0, rel=1e-5) and chain["L0"] == pytest.approx(2.0, rel=1e-5)
+  assert chain["chained_mean_abs_rel_error"] < 1e-6
+  with pytest.raises(ValueError, match=r"lack column\(s\) \['accuracy'\]"):
+    tasks.lab_chain(frame.drop(columns=["accuracy"]))
+  section = study._loss_to_accuracy(frame, law, tmp_path)
+  assert "## Accuracy from the loss" in section and (tmp_path / "loss_to_accuracy.png").stat().st_size > 5000

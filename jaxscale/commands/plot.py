@@ -12,11 +12,14 @@ from jaxscale import commands
 def add_cli(subparsers) -> None:
   parser = subparsers.add_parser(
       "plot",
-      help="draw a fit and its runs as PNGs (loss vs compute, frontier, IsoFLOPs, bootstrap)",
+      help="draw a fit and its runs as PNGs (loss vs compute, frontier, IsoFLOPs, bootstrap; task laws: the two-step figure)",
       description=(
           "Write loss_vs_compute.png, frontier.png (laws of N and D), isoflop.png (runs with >= 2 budgets of "
           ">= 3 sizes) and bootstrap.png (fits made with --bootstrap B), with 95% bands from the fit's bootstrap. "
-          "RUNS must be the run set the fit was made on (the same file and filters, e.g. --drop-highest 5)."
+          "RUNS must be the run set the fit was made on (the same file and filters, e.g. --drop-highest 5). "
+          "A task-laws file (jaxscale tasks LADDER ... --out FIT_JSON) with its LADDER as RUNS gives tasks_TASK.png "
+          "per task: task loss against compute with the law and its band, accuracy against task loss with the "
+          "sigmoid, and the target's prediction with its interval on both panels (runs not fitted drawn as crosses)."
       ),
   )
   parser.add_argument("fit", metavar="FIT_JSON", help="a fit written by `jaxscale fit RUNS --out FIT_JSON`")
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
   commands.output_folder(args.out)
   commands.check_memory(limits.figure_bytes(dpi=args.dpi), f"a figure at --dpi {args.dpi}", "lower --dpi (150 to 600 prints well)")
+  if _is_task_laws(args.fit):
+    return _plot_task_laws(args)
   fit = fitting.FitResult.from_json(args.fit)  # imports the fit's own law module, if it names one
   runs = commands.load_runs(args)
   with warnings.catch_warnings(record=True) as caught:
@@ -63,6 +68,45 @@ def run(args: argparse.Namespace) -> int:
   for warning in caught:
     if issubclass(warning.category, plots.PlotWarning):
       print(f"note: {warning.message}", file=sys.stderr)
+  for path in paths:
+    print(path)
+  return 0
+
+
+def _is_task_laws(path: str) -> bool:
+  import json
+  import os
+
+  if not os.path.isfile(path):
+    return False
+  try:
+    with open(path) as handle:
+      return json.load(handle).get("format") == "jaxscale.tasks"
+  except (ValueError, AttributeError, OSError):
+    return False  # FitResult.from_json says what is wrong with it
+
+
+def _plot_task_laws(args: argparse.Namespace) -> int:
+  """The two-step figures of a task-laws file, on its ladder (RUNS)."""
+  import json
+
+  from jaxscale import task_plots
+  from jaxscale import tasks as tasks_lib
+  from jaxscale.commands import tasks as tasks_command
+
+  if args.column or args.drop_highest:
+    raise ValueError("--column and --drop-highest apply to run sets; a task-laws file is drawn on its ladder as fitted")
+  with open(args.fit) as handle:
+    data = json.load(handle)
+  read = data.get("read") or {}
+  everything = tasks_command.read_ladder(args.runs, last=int(read.get("last", 1)), chance=dict(read.get("chance") or {}))
+  fitted = tasks_lib.TaskLaws.from_dict(data, everything, source=args.fit)
+  fitted_runs = set(data["ladder"]["runs"])
+  others = ~everything.runs["run"].astype(str).isin(fitted_runs).to_numpy()
+  held_out = everything.subset(others).select_tasks(list(fitted.tasks)) if others.any() else None
+  target = data.get("target")
+  paths = task_plots.plot_tasks(fitted, args.out, target=(target["N"], target["D"]) if target else None,
+                                held_out=held_out, dpi=args.dpi)
   for path in paths:
     print(path)
   return 0

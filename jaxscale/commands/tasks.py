@@ -31,11 +31,13 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--last", type=int, default=1, metavar="K", help="average each run's last K evaluations (paper: 5)")
   parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="replicates through both steps (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
-  parser.add_argument("--metric-law", choices=("sigmoid", "power"), default="sigmoid",
-                      help="step 2: sigmoid (accuracy) or power (a loss-like metric)")
+  parser.add_argument("--metric-law", choices=("sigmoid", "sigmoid_free_floor", "power"), default="sigmoid",
+                      help="step 2: sigmoid (accuracy, floor at chance), sigmoid_free_floor (floor fitted, as the paper's free offset) or power (a loss-like metric)")
   parser.add_argument("--chance", action="append", default=[], metavar="TASK=P",
                       help="chance accuracy of a task of a run set (the sigmoid's floor; default 0); repeatable")
   parser.add_argument("--plot", default=None, metavar="DIR", help="write the two-step figure of every task here")
+  parser.add_argument("--out", default=None, metavar="FIT_JSON",
+                      help="save the task laws with every replicate (draw them later: jaxscale plot FIT_JSON LADDER --out DIR)")
   commands.add_format_argument(parser)
   parser.set_defaults(func=run)
 
@@ -53,10 +55,22 @@ def _chance(pairs: list[str]) -> dict[str, float]:
   return chance
 
 
-def run(args: argparse.Namespace) -> int:
+def read_ladder(path: str, *, last: int, chance: dict[str, float]):
+  """An OLMo ladder folder (``last`` evaluations averaged) or a run set (``chance`` per task)."""
   import os
 
   from jaxscale import ladder as ladder_lib
+
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, "manifest.csv")):
+    if chance:
+      raise ValueError("--chance applies to run sets; an OLMo ladder's tasks have their own chance levels")
+    return ladder_lib.read(path, last=last)
+  return ladder_lib.read(path, chance=chance)
+
+
+def run(args: argparse.Namespace) -> int:
+  import os
+
   from jaxscale import tasks as tasks_lib
 
   if args.bootstrap < 0:
@@ -66,13 +80,7 @@ def run(args: argparse.Namespace) -> int:
   if args.holdout and not args.sizes:
     raise ValueError("--holdout needs --sizes: the runs of the other sizes are the ones held out")
   path = os.fspath(args.ladder)
-  is_olmo = os.path.isdir(path) and os.path.exists(os.path.join(path, "manifest.csv"))
-  if is_olmo:
-    if args.chance:
-      raise ValueError("--chance applies to run sets; an OLMo ladder's tasks have their own chance levels")
-    data = ladder_lib.read(path, last=args.last)
-  else:
-    data = ladder_lib.read(path, chance=_chance(args.chance))
+  data = read_ladder(path, last=args.last, chance=_chance(args.chance))
   if args.tasks:
     data = data.select_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
   everything = data
@@ -91,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     if len(held_out) == 0:
       raise ValueError("--holdout: every run is in --sizes, so none is left to predict")
     report["holdout"] = tasks_lib.backtest(fitted, held_out)
+  if args.out:
+    from jaxscale import atomic
+
+    atomic.write_json(args.out, fitted.to_dict(
+        target={"N": args.target_N, "D": args.target_D}, read={"last": args.last, "chance": _chance(args.chance)},
+    ))
+    print(f"wrote {args.out}", file=sys.stderr)
   if args.plot:
     from jaxscale import task_plots
 
