@@ -58,7 +58,7 @@ LAB_STUDY_COMPUTE = 1e14  # the lab's micro-transformers: a grid of 4e4 to 4e6 p
 RUNS = 16
 EXTRAPOLATIONS = (100.0, 1000.0)
 DESIGNS = ("designed", "grid", "random")
-METHODS = fixed_bootstrap.METHODS + ("case",)
+METHODS = fixed_bootstrap.METHODS + ("basic", "case")
 
 
 def parse_law(text: str) -> dict[str, float]:
@@ -136,10 +136,13 @@ def analyse(truth, N_SxK, D_SxK, loss_SxK, target_compute, replicates, seed, *, 
     theta_SxRxP, sigma_SxR, sigma_S = (np.asarray(x) for x in _fixed_bootstrap(
         law, *arrays, jax.random.key(seed), options=options, replicates=replicates))
     boot_SxR = np.asarray(jax.vmap(log_N_star)(jnp.asarray(theta_SxRxP)))
+    dof = N_SxK.shape[1] - law.num_params
     for method in fixed_bootstrap.METHODS:
-      ends = np.asarray([fixed_bootstrap.bounds(boot_SxR[i], sigma_SxR[i], estimate_S[i], sigma_S[i], method=method)
+      ends = np.asarray([fixed_bootstrap.bounds(boot_SxR[i], sigma_SxR[i], estimate_S[i], sigma_S[i], dof=dof, method=method)
                          for i in range(len(studies))])
       out[f"low_{method}"], out[f"high_{method}"] = ends[:, 0], ends[:, 1]
+    # The basic interval (the percentile interval reflected about the estimate), for the diagnosis.
+    out["low_basic"], out["high_basic"] = 2 * estimate_S - out["high_percentile"], 2 * estimate_S - out["low_percentile"]
     if case:
       boot_SxR = np.asarray(jax.vmap(log_N_star)(_case_bootstrap(law, *arrays, jax.random.key(seed), options=options, replicates=replicates)))
       boot_SxR = np.where(np.isfinite(boot_SxR), boot_SxR, np.nan)
@@ -231,15 +234,15 @@ def run(args) -> list[dict]:
 
 def render(rows) -> str:
   header = (
-      "| truth | S | C_target/S | box | design | 95% width, studentized | coverage | 95% width, percentile | coverage "
-      "| 95% width, case | coverage | median bias | mean abs error | median wasted compute | Fisher-expected width |"
+      "| truth | S | C_target/S | box | design | 95% width, studentized | coverage | width, t-scaled | coverage "
+      "| width, percentile | coverage | width, basic | coverage | width, case | coverage | median bias | mean abs error "
+      "| median wasted compute | Fisher-expected width |"
   )
-  lines = [header, "|" + "---|" * 15]
+  lines = [header, "|" + "---|" * 19]
   for r in rows:
     lines.append(
         f"| {r['truth']} | {r['study_compute']:.0e} | {r['extrapolation']:.0f} | {r['box']} | {r['design']} | "
-        f"{r['median_width_studentized']:.3f} | {r['coverage_studentized']:.3f} | {r['median_width_percentile']:.3f} | "
-        f"{r['coverage_percentile']:.3f} | {r['median_width_case']:.3f} | {r['coverage_case']:.3f} | "
+        + " | ".join(f"{r['median_width_' + m]:.3f} | {r['coverage_' + m]:.3f}" for m in METHODS) + " | "
         f"{r['median_bias_ln']:+.3f} | {r['mean_abs_error_ln']:.3f} | "
         f"{100 * r['median_wasted_compute']:.2f}% | {r['expected_ci95_width_ln']:.3f} |"
     )

@@ -51,7 +51,7 @@ from jaxscale import laws as laws_lib
 from jaxscale import runs as runs_lib
 from jaxscale import solver
 
-METHODS = ("studentized", "percentile")
+METHODS = ("studentized", "t-scaled", "percentile")
 DEFAULT_REPLICATES = 200
 LEVEL = 0.95
 TARGETS = ("N_opt", "D_opt", "loss")
@@ -100,25 +100,34 @@ def replicates(law: laws_lib.Law, theta_P, log_N_K, log_D_K, log_loss_K, weights
   return theta_RxP, sigma_R, sigma_hat
 
 
-def bounds(values_R, sigma_R, estimate, sigma_hat, *, level: float = LEVEL, method: str = "studentized") -> tuple[float, float]:
+def bounds(values_R, sigma_R, estimate, sigma_hat, *, dof: int, level: float = LEVEL, method: str = "studentized") -> tuple[float, float]:
   """The two-sided interval of a scalar from its fixed-design replicates (NumPy; non-finite replicates dropped).
 
   ``"studentized"``: ``[v - s q_hi, v - s q_lo]`` with ``q`` the quantiles of ``(v* - v) / s*``;
+  ``"t-scaled"``: the percentile interval's distances from ``v`` times ``t_dof / z`` (the
+  Student-t correction for a noise estimated on ``dof`` degrees of freedom);
   ``"percentile"``: the quantiles of ``v*``.
   """
+  from scipy import stats
+
+  if method not in METHODS:
+    raise ValueError(f"unknown interval method {method!r}; use one of {', '.join(METHODS)}")
   values_R, sigma_R = np.asarray(values_R, np.float64), np.asarray(sigma_R, np.float64)
   tail = 100 * (1 - level) / 2
-  if method == "percentile":
+  if not (math.isfinite(estimate) and math.isfinite(sigma_hat)):
+    return math.nan, math.nan
+  if method in ("percentile", "t-scaled"):
     keep = np.isfinite(values_R)
     if not keep.any():
       return math.nan, math.nan
     low, high = np.percentile(values_R[keep], [tail, 100 - tail])
-    return float(low), float(high)
-  if method != "studentized":
-    raise ValueError(f"unknown interval method {method!r}; use one of {', '.join(METHODS)}")
+    if method == "percentile":
+      return float(low), float(high)
+    factor = stats.t.ppf(1 - tail / 100, dof) / stats.norm.ppf(1 - tail / 100)
+    return float(estimate - factor * (estimate - low)), float(estimate + factor * (high - estimate))
   pivot = (values_R - estimate) / sigma_R
   pivot = pivot[np.isfinite(pivot) & (sigma_R > 0)]
-  if not pivot.size or not (math.isfinite(estimate) and math.isfinite(sigma_hat)):
+  if not pivot.size:
     return math.nan, math.nan
   q_low, q_high = np.percentile(pivot, [tail, 100 - tail])
   return float(estimate - sigma_hat * q_high), float(estimate - sigma_hat * q_low)
@@ -130,7 +139,7 @@ def _run(law, theta_P, log_N_K, log_D_K, log_loss_K, weights_K, key, log_compute
 
   theta_RxP, sigma_R, sigma_hat = replicates(law, theta_P, log_N_K, log_D_K, log_loss_K, weights_K, key, options=options, count=count)
   values_R = jax.vmap(lambda t: design.log_target(law, t, log_compute, target))(theta_RxP)
-  return values_R, sigma_R, sigma_hat, design.log_target(law, theta_P, log_compute, target)
+  return values_R, sigma_R, sigma_hat, design.log_target(law, theta_P, log_compute, target), theta_RxP
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +153,8 @@ class TargetInterval:
     method, level, replicates: how it was formed; ``used``: replicates with a finite target.
     sigma, dof: the residual noise scale of one run's log loss and its degrees of freedom.
     meaning: one sentence for reports.
+    samples: the replicates' fit-space parameters ``(R, P)`` (``law.param_names`` order), e.g.
+      the prior of the next design (:func:`prior`); not part of :meth:`to_dict`.
   """
 
   target: str
@@ -159,9 +170,10 @@ class TargetInterval:
   sigma: float
   dof: int
   meaning: str
+  samples: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
   def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "samples"}
 
 
 def interval(
@@ -218,17 +230,34 @@ def interval(
   with fitting.precision("float64"):
     log_inputs, log_loss, weights = fitting.prepare(law, runs, jnp.float64, pad=True)
     theta = jnp.asarray([fit.fit_params[n] for n in law.param_names], jnp.float64)
-    values, sigma_R, sigma_hat, estimate = (np.asarray(x) for x in _run(
+    values, sigma_R, sigma_hat, estimate, samples = (np.asarray(x) for x in _run(
         law, theta, log_inputs["N"], log_inputs["D"], log_loss, weights, jax.random.key(seed), jnp.log(float(target_compute)),
         options=options, count=int(replicates), target=target))
   estimate, sigma_hat = float(estimate), float(sigma_hat)
-  low, high = bounds(values, sigma_R, estimate, sigma_hat, level=level, method=method)
-  how = ("studentized by each replicate's own noise estimate (a t-like interval on "
-         f"{dof} degrees of freedom)" if method == "studentized" else "percentile")
+  low, high = bounds(values, sigma_R, estimate, sigma_hat, dof=dof, level=level, method=method)
+  how = {"studentized": f"studentized by each replicate's own noise estimate (a t-like interval on {dof} degrees of freedom)",
+         "t-scaled": f"percentile widened by t/z on {dof} degrees of freedom",
+         "percentile": "percentile (the noise taken as known)"}[method]
   meaning = (f"{100 * level:g}% interval of {target} at {target_compute:.3g} FLOPs: fixed-design bootstrap "
              f"(the runs kept, their log losses redrawn with sigma = {sigma_hat:.3g}), {how}")
   return TargetInterval(
       target=target, target_compute=float(target_compute), estimate=math.exp(estimate), low=math.exp(low), high=math.exp(high),
       width=high - low, method=method, level=float(level), replicates=int(replicates), used=int(np.isfinite(values).sum()),
-      sigma=sigma_hat, dof=dof, meaning=meaning,
+      sigma=sigma_hat, dof=dof, meaning=meaning, samples=samples,
   )
+
+
+def prior(result: TargetInterval, fit: fitting.FitResult):
+  """A design prior (:class:`jaxscale.design.Prior`) from the replicates of :func:`interval`.
+
+  The next batch is then designed for every law the fixed-design bootstrap allows, with the
+  residual noise as the noise of a run.
+  """
+  from jaxscale import design
+
+  law = fit.law_object
+  theta = result.samples[design._usable(law, result.samples)]
+  if len(theta) < 2:
+    raise ValueError("fewer than 2 usable bootstrap replicates (finite, alpha and beta > 0): the runs cannot pin the law down; train more")
+  estimate = np.asarray([fit.fit_params[n] for n in law.param_names], np.float64)
+  return design.Prior(law, theta, estimate, result.sigma, f"fixed-design bootstrap of {fit.runs_used} runs")
