@@ -19,9 +19,9 @@ weights and solver). The 95% interval of ``N*(C_target)`` comes from:
 * the **fixed-design bootstrap** (:mod:`jaxscale.fixed_bootstrap`): the runs stay where they
   were designed and their losses are redrawn around the fit with the residuals' noise scale,
   the bootstrap of a designed experiment and what the design's Fisher forecast describes. Its
-  **studentized** interval (jaxscale's default) inverts ``(v* - v) / sigma*`` with each
-  replicate's own noise estimate; its **percentile** interval, which treats the noise
-  estimated on ``K - P = 11`` degrees of freedom as known, is shown for comparison;
+  **t-scaled** interval (jaxscale's default) widens the percentile interval by ``t_11 / z``
+  for the noise estimated on ``K - P = 11`` degrees of freedom; the **studentized**
+  (bootstrap-t), **percentile** and **basic** intervals of the same replicates are shown too;
 * with ``--case``, the **case bootstrap** (jaxscale's ``bootstrap``) resamples the runs. A
   design with few support points loses a whole support point in some replicates, which then
   cannot identify the law, so its intervals are wide however good the design.
@@ -222,7 +222,7 @@ def run(args) -> list[dict]:
         print(
             f"{truth_name:14s} {extrapolation:6.0f}x {box_name:12s} design {design_seconds:5.1f} s, {3 * S} studies fitted and "
             f"bootstrapped in {analyse_seconds:5.1f} s; width grid/designed = "
-            f"{grid_row['median_width_studentized'] / designed_row['median_width_studentized']:.2f} (studentized)",
+            f"{grid_row['median_width_t-scaled'] / designed_row['median_width_t-scaled']:.2f} (t-scaled)",
             flush=True,
         )
         print(render(rows[-3:]).split("\n\n")[1], flush=True)
@@ -234,9 +234,8 @@ def run(args) -> list[dict]:
 
 def render(rows) -> str:
   header = (
-      "| truth | S | C_target/S | box | design | 95% width, studentized | coverage | width, t-scaled | coverage "
-      "| width, percentile | coverage | width, basic | coverage | width, case | coverage | median bias | mean abs error "
-      "| median wasted compute | Fisher-expected width |"
+      "| truth | S | C_target/S | box | design | " + " | ".join(f"95% width, {m} | coverage" for m in METHODS)
+      + " | median bias | mean abs error | median wasted compute | Fisher-expected width |"
   )
   lines = [header, "|" + "---|" * 19]
   for r in rows:
@@ -251,7 +250,7 @@ def render(rows) -> str:
     designed, grid = rows[i], rows[i + 1]
     ratios.append(
         f"{designed['truth']} {designed['extrapolation']:.0f}x {designed['box']}: grid/designed width "
-        f"{grid['median_width_studentized'] / designed['median_width_studentized']:.2f} (studentized), "
+        f"{grid['median_width_t-scaled'] / designed['median_width_t-scaled']:.2f} (t-scaled), "
         f"{grid['median_width_percentile'] / designed['median_width_percentile']:.2f} (percentile); "
         f"mean abs error {grid['mean_abs_error_ln'] / designed['mean_abs_error_ln']:.2f}"
     )

@@ -294,6 +294,7 @@ class Setup(NamedTuple):
   log_max_run: Any  # log of the largest allowed run's compute (inf: none), shape=()
   log_N_range: Any  # (log N_min, log N_max), shape=(2,)
   log_ratio_range: Any  # (log r_min, log r_max) tokens per parameter, shape=(2,)
+  log_min_tokens: Any  # log of the fewest tokens a run may train (-inf: no floor), shape=()
   log_compute: Any  # log C_target, shape=()
   existing_N: Any  # log N of runs already trained, shape=(R,)
   existing_D: Any  # log D of those runs, shape=(R,)
@@ -314,6 +315,7 @@ def runs_of(params, setup: Setup):
   log_c_K = log_C_K - jnp.log(FLOPS)
   lo_K = jnp.maximum(setup.log_N_range[0], 0.5 * (log_c_K - setup.log_ratio_range[1]))
   hi_K = jnp.minimum(setup.log_N_range[1], 0.5 * (log_c_K - setup.log_ratio_range[0]))
+  hi_K = jnp.minimum(hi_K, log_c_K - setup.log_min_tokens)  # D = c / N >= D_min
   hi_K = jnp.maximum(hi_K, lo_K)
   log_N_K = lo_K + (hi_K - lo_K) * jax.nn.sigmoid(position_K)
   return log_N_K, log_c_K - log_N_K, log_C_K
@@ -374,11 +376,14 @@ class Constraints:
     n_range: ``(N_min, N_max)`` parameters (``N_max`` may be ``inf``).
     tokens_per_param: ``(low, high)`` range of ``D / N``.
     sizes: realisable model sizes; the design is snapped to them (and ``n_range`` is their span).
+    min_tokens: the fewest tokens any run may train (0: no floor), e.g. enough steps for the
+      law to describe the run.
   """
 
   n_range: tuple[float, float] = DEFAULT_N_RANGE
   tokens_per_param: tuple[float, float] = DEFAULT_TOKENS_PER_PARAM
   sizes: tuple[float, ...] | None = None
+  min_tokens: float = 0.0
 
   def checked(self) -> Constraints:
     sizes = None
@@ -395,11 +400,18 @@ class Constraints:
     r_low, r_high = (float(x) for x in self.tokens_per_param)
     if not (0 < r_low <= r_high and math.isfinite(r_high)):
       raise ValueError(f"impossible constraints: tokens per parameter must be 0 < low <= high < inf, got {self.tokens_per_param}")
-    return Constraints((n_low, n_high), (r_low, r_high), sizes)
+    min_tokens = float(self.min_tokens)
+    if not (math.isfinite(min_tokens) and min_tokens >= 0):
+      raise ValueError(f"impossible constraints: min_tokens must be a finite number >= 0, got {self.min_tokens}")
+    if min_tokens > r_high * n_high:
+      raise ValueError(
+          f"impossible constraints: at least {min_tokens:.3g} tokens per run, but the largest model "
+          f"({n_high:.3g}) at {r_high:g} tokens per parameter trains only {r_high * n_high:.3g}")
+    return Constraints((n_low, n_high), (r_low, r_high), sizes, min_tokens)
 
   @property
   def min_run_compute(self) -> float:
-    return FLOPS * self.n_range[0] ** 2 * self.tokens_per_param[0]
+    return FLOPS * self.n_range[0] * max(self.n_range[0] * self.tokens_per_param[0], self.min_tokens)
 
   @property
   def max_run_compute(self) -> float:
@@ -510,6 +522,7 @@ def _setup(constraints: Constraints, study_compute, target_compute, existing_N, 
       log_max_run=jnp.asarray(math.log(constraints.max_run_compute) if math.isfinite(n_max) else math.inf),
       log_N_range=jnp.log(jnp.asarray(constraints.n_range)),
       log_ratio_range=jnp.log(jnp.asarray(constraints.tokens_per_param)),
+      log_min_tokens=jnp.asarray(math.log(constraints.min_tokens) if constraints.min_tokens > 0 else -math.inf),
       log_compute=jnp.log(target_compute),
       existing_N=jnp.asarray(np.concatenate([np.log(existing_N), np.zeros(pad)])),
       existing_D=jnp.asarray(np.concatenate([np.log(existing_D), np.zeros(pad)])),
@@ -524,11 +537,13 @@ def _snap(constraints: Constraints, N_K, C_K):
   snapped = np.empty_like(N_K)
   for k, (n, c) in enumerate(zip(N_K, C_K)):
     ratio = c / (FLOPS * sizes**2)
-    ok = (ratio >= r_low * (1 - 1e-9)) & (ratio <= r_high * (1 + 1e-9))
+    ok = (ratio >= r_low * (1 - 1e-9)) & (ratio <= r_high * (1 + 1e-9)) & (c / (FLOPS * sizes) >= constraints.min_tokens * (1 - 1e-9))
     if not ok.any():
       raise ValueError(
           f"impossible constraints: run {k} has {c:.3g} FLOPs but no size in {sizes.tolist()} trains it at "
-          f"{r_low:g} to {r_high:g} tokens per parameter; add sizes or widen --tokens-per-param"
+          f"{r_low:g} to {r_high:g} tokens per parameter"
+          + (f" and at least {constraints.min_tokens:.3g} tokens" if constraints.min_tokens else "")
+          + "; add sizes or widen --tokens-per-param"
       )
     candidates = sizes[ok]
     snapped[k] = candidates[np.argmin(np.abs(np.log(candidates) - math.log(n)))]
@@ -666,14 +681,19 @@ def design(
   }}
   return Plan(
       N=N, D=D, C=C, target=target, target_compute=float(target_compute), study_compute=float(study_compute),
-      estimate=estimate, expected_ci95_width=designed, expected_ci95_ratio=math.exp(designed),
+      estimate=estimate, expected_ci95_width=designed, expected_ci95_ratio=_ratio(designed),
       baseline={
-          "design": "isoflop_grid", "expected_ci95_width": baseline, "expected_ci95_ratio": math.exp(baseline),
+          "design": "isoflop_grid", "expected_ci95_width": baseline, "expected_ci95_ratio": _ratio(baseline),
           "runs": [{"N": float(n), "D": float(d), "C": float(c)} for n, d, c in zip(grid_N, grid_D, grid_C)],
       },
       existing=len(existing_N), existing_ci95_width=alone, noise=float(noise), decision=decision,
       prior=prior.source, constraints=constraints,
   )
+
+
+def _ratio(width: float) -> float:
+  """``exp(width)``, the interval's high over low end; inf past a float (a prior that barely knows the law)."""
+  return math.exp(width) if width < 700 else math.inf
 
 
 def _existing_width(law, theta_BxP, setup: Setup, target: str, noise: float) -> float:

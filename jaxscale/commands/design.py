@@ -62,6 +62,8 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--n-min", type=commands.positive_float, default=None, help="smallest model, parameters (default: 1e7)")
   parser.add_argument("--n-max", type=commands.positive_float, default=None, help="largest model, parameters (default: none)")
   parser.add_argument("--tokens-per-param", type=range_argument, default=None, metavar="LOW:HIGH", help="range of D/N (default: 2:200)")
+  parser.add_argument("--min-tokens", type=commands.positive_float, default=None, metavar="D",
+                      help="fewest tokens any proposed run may train (default: no floor)")
   parser.add_argument("--sizes", type=commands.positive_floats, default=None, metavar="N[,N...]", help="realisable model sizes to snap to")
   parser.add_argument("--noise", type=commands.positive_float, default=None,
                       help="sd of one run's log loss (default: from the trained runs' residuals, else the fit's objective, else 0.01)")
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
       n_range=(args.n_min or defaults.n_range[0], args.n_max or math.inf),
       tokens_per_param=args.tokens_per_param or defaults.tokens_per_param,
       sizes=tuple(args.sizes) if args.sizes else None,
+      min_tokens=args.min_tokens or 0.0,
   )
   existing = None
   if files:
