@@ -14,14 +14,17 @@ times lower (the grid keeps its convention; the design and the random designs ma
 Each study draws losses with lognormal noise (``--noise``), fits the law (one batched,
 compiled multi-start fit over every study: :func:`jaxscale.batch.fit_many`) and bootstraps it
 (one compiled program ``vmap``-ped over studies and replicates, with jaxscale's resampling
-weights and solver). The 95% percentile interval of ``N*(C_target)`` comes two ways:
+weights and solver). The 95% interval of ``N*(C_target)`` comes from:
 
-* the **fixed-design bootstrap** keeps the runs where they were designed and redraws their
-  losses around the fit with the residuals' noise scale: the bootstrap of a designed
-  experiment, and what the design's Fisher forecast describes;
-* the **case bootstrap** (jaxscale's ``bootstrap``) resamples the runs. A design with few
-  support points loses a whole support point in some replicates, which then cannot identify
-  the law, so its intervals are wide however good the design; it is shown for honesty.
+* the **fixed-design bootstrap** (:mod:`jaxscale.fixed_bootstrap`): the runs stay where they
+  were designed and their losses are redrawn around the fit with the residuals' noise scale,
+  the bootstrap of a designed experiment and what the design's Fisher forecast describes. Its
+  **t-scaled** interval (jaxscale's default) widens the percentile interval by ``t_11 / z``
+  for the noise estimated on ``K - P = 11`` degrees of freedom; the **studentized**
+  (bootstrap-t), **percentile** and **basic** intervals of the same replicates are shown too;
+* with ``--case``, the **case bootstrap** (jaxscale's ``bootstrap``) resamples the runs. A
+  design with few support points loses a whole support point in some replicates, which then
+  cannot identify the law, so its intervals are wide however good the design.
 
 Reported per design: the median width of the interval (``ln(high / low)``), its coverage of
 the true ``N*``, the median bias and mean absolute error of ``ln N*``, and the median compute
@@ -29,7 +32,7 @@ wasted at ``C_target`` by following the study's point estimate (FLOPs beyond the
 optimum's to reach the same loss, as a fraction of ``C_target``).
 
 Run: ``python benchmarks/bench_design.py [--studies 200 --bootstrap 100 --noise 0.015 --boxes both
---lab E=1.0,A=40,B=300,alpha=0.35,beta=0.4] [--json PATH]``.
+--lab E=1.0,A=40,B=300,alpha=0.35,beta=0.4 --case] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxscale import batch, design, fitting, laws, resampling, runs as runs_lib, solver
+from jaxscale import batch, design, fitting, fixed_bootstrap, laws, resampling, runs as runs_lib, solver
 
 LAB = {"E": 1.0, "A": 40.0, "B": 300.0, "alpha": 0.35, "beta": 0.4}
 # The prior's centre: the truth moved by this much (so the design does not know the truth).
@@ -55,6 +58,7 @@ LAB_STUDY_COMPUTE = 1e14  # the lab's micro-transformers: a grid of 4e4 to 4e6 p
 RUNS = 16
 EXTRAPOLATIONS = (100.0, 1000.0)
 DESIGNS = ("designed", "grid", "random")
+METHODS = fixed_bootstrap.METHODS + ("basic", "case")
 
 
 def parse_law(text: str) -> dict[str, float]:
@@ -85,42 +89,39 @@ def simulate_losses(truth, N_SxK, D_SxK, noise, seed):
   return loss * np.exp(noise * np.random.default_rng(seed).standard_normal(loss.shape))
 
 
-@functools.partial(jax.jit, static_argnames=("law", "options", "replicates", "parametric"))
-def _bootstrap_studies(law, theta_SxP, log_N_SxK, log_D_SxK, log_loss_SxK, key, *, options, replicates, parametric):
-  """Every study's bootstrap in one program: jaxscale's resampling weights and solver, vmapped twice.
-
-  ``parametric=False``: jaxscale's bootstrap (runs resampled with replacement, as weights).
-  ``parametric=True``: the runs stay where they were designed and each replicate redraws their
-  log losses as the fit's prediction plus Gaussian noise of the fit's residual scale
-  (``sqrt(sum r^2 / (K - P))``), the bootstrap of a fixed design.
-  """
+@functools.partial(jax.jit, static_argnames=("law", "options", "replicates"))
+def _case_bootstrap(law, theta_SxP, log_N_SxK, log_D_SxK, log_loss_SxK, key, *, options, replicates):
+  """Every study's case bootstrap in one program: jaxscale's resampling weights and solver, vmapped twice."""
   K = log_N_SxK.shape[1]
-  P = theta_SxP.shape[1]
   units = jnp.arange(K)
 
   def study(theta_P, log_N, log_D, log_loss, study_id):
-    predicted = law.log_loss(law.unflatten(theta_P), {"N": log_N, "D": log_D})
-    sigma = jnp.sqrt(jnp.sum((log_loss - predicted) ** 2) / (K - P))
-    study_key = jax.random.fold_in(key, study_id)
-    counts_RxK = resampling.resample_weights(study_key, jnp.arange(replicates), units, K)
-    noise_RxK = jax.random.normal(study_key, (replicates, K), log_loss.dtype)
+    counts_RxK = resampling.resample_weights(jax.random.fold_in(key, study_id), jnp.arange(replicates), units, K)
 
-    def one(counts, noise):
-      observed = predicted + sigma * noise if parametric else log_loss
-      weights = jnp.ones_like(observed) if parametric else counts.astype(observed.dtype)
-
+    def one(counts):
       def residual_fn(theta):
-        return law.log_loss(law.unflatten(theta), {"N": log_N, "D": log_D}) - observed
+        return law.log_loss(law.unflatten(theta), {"N": log_N, "D": log_D}) - log_loss
 
-      return solver.minimize(residual_fn, theta_P, weights, options).theta
+      return solver.minimize(residual_fn, theta_P, counts.astype(log_loss.dtype), options).theta
 
-    return jax.vmap(one)(counts_RxK, noise_RxK)
+    return jax.vmap(one)(counts_RxK)
 
   return jax.vmap(study)(theta_SxP, log_N_SxK, log_D_SxK, log_loss_SxK, jnp.arange(theta_SxP.shape[0]))
 
 
-def analyse(truth, N_SxK, D_SxK, loss_SxK, target_compute, replicates, seed):
-  """Fits and bootstraps every study; returns per-study estimate, intervals and waste."""
+@functools.partial(jax.jit, static_argnames=("law", "options", "replicates"))
+def _fixed_bootstrap(law, theta_SxP, log_N_SxK, log_D_SxK, log_loss_SxK, key, *, options, replicates):
+  """Every study's fixed-design bootstrap (:func:`jaxscale.fixed_bootstrap.replicates`) in one program."""
+
+  def study(theta_P, log_N, log_D, log_loss, study_id):
+    return fixed_bootstrap.replicates(law, theta_P, log_N, log_D, log_loss, jnp.ones_like(log_loss),
+                                      jax.random.fold_in(key, study_id), options=options, count=replicates)
+
+  return jax.vmap(study)(theta_SxP, log_N_SxK, log_D_SxK, log_loss_SxK, jnp.arange(theta_SxP.shape[0]))
+
+
+def analyse(truth, N_SxK, D_SxK, loss_SxK, target_compute, replicates, seed, *, case=False):
+  """Fits and bootstraps every study; returns per-study estimate, intervals (per method) and waste."""
   law = laws.get("chinchilla")
   studies = [runs_lib.RunSet.from_arrays(N=n, D=d, loss=l) for n, d, l in zip(N_SxK, D_SxK, loss_SxK)]
   fits = batch.fit_many(law, studies, keep=16, devices=1)
@@ -130,16 +131,24 @@ def analyse(truth, N_SxK, D_SxK, loss_SxK, target_compute, replicates, seed):
   with fitting.precision("float64"):
     log_c = jnp.log(target_compute)
     log_N_star = jax.vmap(lambda t: design.log_optimum(law, t, log_c)[0])
-    for method, parametric in (("case", False), ("parametric", True)):
-      theta_SxRxP = _bootstrap_studies(
-          law, jnp.asarray(theta_SxP), jnp.log(jnp.asarray(N_SxK)), jnp.log(jnp.asarray(D_SxK)),
-          jnp.log(jnp.asarray(loss_SxK)), jax.random.key(seed), options=options, replicates=replicates, parametric=parametric,
-      )
-      boot_SxR = np.asarray(jax.vmap(log_N_star)(theta_SxRxP))
+    arrays = (jnp.asarray(theta_SxP), jnp.log(jnp.asarray(N_SxK)), jnp.log(jnp.asarray(D_SxK)), jnp.log(jnp.asarray(loss_SxK)))
+    estimate_S = np.asarray(log_N_star(arrays[0]))
+    theta_SxRxP, sigma_SxR, sigma_S = (np.asarray(x) for x in _fixed_bootstrap(
+        law, *arrays, jax.random.key(seed), options=options, replicates=replicates))
+    boot_SxR = np.asarray(jax.vmap(log_N_star)(jnp.asarray(theta_SxRxP)))
+    dof = N_SxK.shape[1] - law.num_params
+    for method in fixed_bootstrap.METHODS:
+      ends = np.asarray([fixed_bootstrap.bounds(boot_SxR[i], sigma_SxR[i], estimate_S[i], sigma_S[i], dof=dof, method=method)
+                         for i in range(len(studies))])
+      out[f"low_{method}"], out[f"high_{method}"] = ends[:, 0], ends[:, 1]
+    # The basic interval (the percentile interval reflected about the estimate), for the diagnosis.
+    out["low_basic"], out["high_basic"] = 2 * estimate_S - out["high_percentile"], 2 * estimate_S - out["low_percentile"]
+    if case:
+      boot_SxR = np.asarray(jax.vmap(log_N_star)(_case_bootstrap(law, *arrays, jax.random.key(seed), options=options, replicates=replicates)))
       boot_SxR = np.where(np.isfinite(boot_SxR), boot_SxR, np.nan)
-      out[f"low_{method}"] = np.nanpercentile(boot_SxR, 2.5, axis=1)
-      out[f"high_{method}"] = np.nanpercentile(boot_SxR, 97.5, axis=1)
-    out["estimate"] = np.asarray(log_N_star(jnp.asarray(theta_SxP)))
+      out["low_case"] = np.nanpercentile(boot_SxR, 2.5, axis=1)
+      out["high_case"] = np.nanpercentile(boot_SxR, 97.5, axis=1)
+    out["estimate"] = estimate_S
     truth_P = design._fit_space(law, truth)
     out["truth"] = float(design.log_optimum(law, jnp.asarray(truth_P), log_c)[0])
     waste = jax.vmap(lambda estimate: design._waste(law, jnp.asarray(truth_P)[None], estimate, log_c, 1.0)[0][0])
@@ -149,7 +158,10 @@ def analyse(truth, N_SxK, D_SxK, loss_SxK, target_compute, replicates, seed):
 
 def summarise(result) -> dict[str, float]:
   row = {}
-  for method in ("case", "parametric"):
+  for method in METHODS:
+    if f"low_{method}" not in result:
+      row[f"median_width_{method}"] = row[f"coverage_{method}"] = float("nan")
+      continue
     low, high = result[f"low_{method}"], result[f"high_{method}"]
     width = np.where(np.isfinite(high - low), high - low, np.inf)
     row[f"median_width_{method}"] = float(np.median(width))
@@ -197,7 +209,7 @@ def run(args) -> list[dict]:
         all_D = np.concatenate([D[d] for d in DESIGNS])
         loss = simulate_losses(truth, all_N, all_D, args.noise, seed=11 + len(rows))
         start = time.perf_counter()
-        result = analyse(truth, all_N, all_D, loss, target_compute, args.bootstrap, seed=3 + len(rows))
+        result = analyse(truth, all_N, all_D, loss, target_compute, args.bootstrap, seed=3 + len(rows), case=args.case)
         analyse_seconds = time.perf_counter() - start
         for i, name in enumerate(DESIGNS):
           part = {k: (v[i * S:(i + 1) * S] if isinstance(v, np.ndarray) else v) for k, v in result.items()}
@@ -210,8 +222,7 @@ def run(args) -> list[dict]:
         print(
             f"{truth_name:14s} {extrapolation:6.0f}x {box_name:12s} design {design_seconds:5.1f} s, {3 * S} studies fitted and "
             f"bootstrapped in {analyse_seconds:5.1f} s; width grid/designed = "
-            f"{grid_row['median_width_parametric'] / designed_row['median_width_parametric']:.2f} (fixed-design bootstrap), "
-            f"{grid_row['median_width_case'] / designed_row['median_width_case']:.2f} (case bootstrap)",
+            f"{grid_row['median_width_t-scaled'] / designed_row['median_width_t-scaled']:.2f} (t-scaled)",
             flush=True,
         )
         print(render(rows[-3:]).split("\n\n")[1], flush=True)
@@ -223,15 +234,15 @@ def run(args) -> list[dict]:
 
 def render(rows) -> str:
   header = (
-      "| truth | S | C_target/S | box | design | 95% width, fixed-design bootstrap | coverage | 95% width, case "
-      "bootstrap | coverage | median bias | mean abs error | median wasted compute | Fisher-expected width |"
+      "| truth | S | C_target/S | box | design | " + " | ".join(f"95% width, {m} | coverage" for m in METHODS)
+      + " | median bias | mean abs error | median wasted compute | Fisher-expected width |"
   )
-  lines = [header, "|" + "---|" * 13]
+  lines = [header, "|" + "---|" * 19]
   for r in rows:
     lines.append(
         f"| {r['truth']} | {r['study_compute']:.0e} | {r['extrapolation']:.0f} | {r['box']} | {r['design']} | "
-        f"{r['median_width_parametric']:.3f} | {r['coverage_parametric']:.3f} | {r['median_width_case']:.3f} | "
-        f"{r['coverage_case']:.3f} | {r['median_bias_ln']:+.3f} | {r['mean_abs_error_ln']:.3f} | "
+        + " | ".join(f"{r['median_width_' + m]:.3f} | {r['coverage_' + m]:.3f}" for m in METHODS) + " | "
+        f"{r['median_bias_ln']:+.3f} | {r['mean_abs_error_ln']:.3f} | "
         f"{100 * r['median_wasted_compute']:.2f}% | {r['expected_ci95_width_ln']:.3f} |"
     )
   ratios = []
@@ -239,8 +250,8 @@ def render(rows) -> str:
     designed, grid = rows[i], rows[i + 1]
     ratios.append(
         f"{designed['truth']} {designed['extrapolation']:.0f}x {designed['box']}: grid/designed width "
-        f"{grid['median_width_parametric'] / designed['median_width_parametric']:.2f} (fixed-design bootstrap), "
-        f"{grid['median_width_case'] / designed['median_width_case']:.2f} (case bootstrap); "
+        f"{grid['median_width_t-scaled'] / designed['median_width_t-scaled']:.2f} (t-scaled), "
+        f"{grid['median_width_percentile'] / designed['median_width_percentile']:.2f} (percentile); "
         f"mean abs error {grid['mean_abs_error_ln'] / designed['mean_abs_error_ln']:.2f}"
     )
   return "Widths, bias and errors are of ln N*(C_target).\n\n" + "\n".join(lines) + "\n\n" + "\n".join(ratios)
@@ -259,6 +270,7 @@ def main():
                       help="the grid's own N and tokens-per-parameter box, the same box with a lower N floor, or both")
   parser.add_argument("--prior-samples", type=int, default=64)
   parser.add_argument("--lab", default=",".join(f"{k}={v}" for k, v in LAB.items()), help="the lab-like truth, E=..,A=..,B=..,alpha=..,beta=..")
+  parser.add_argument("--case", action="store_true", help="also run jaxscale's case bootstrap (resampling runs; doubles the time)")
   parser.add_argument("--json", default=None)
   args = parser.parse_args()
   start = time.perf_counter()

@@ -64,6 +64,7 @@ DEFAULT_N_RANGE = (1e7, math.inf)
 DEFAULT_TOKENS_PER_PARAM = (2.0, 200.0)  # the span of Chinchilla's IsoFLOP grids
 DEFAULT_NOISE = 0.01  # log-loss noise of a run when neither residuals nor a fit say otherwise
 DEFAULT_PRIOR_SAMPLES = 64
+FRONTIER_POINTS = 5  # a target over a range of budgets averages the width at this many (log-spaced)
 GRID_SPAN = 100.0  # the IsoFLOP baseline's largest budget over its smallest
 # Weak prior precision on every fit-space parameter, in units of the noise: keeps F invertible
 # for a degenerate design (all runs at one point) without informing a good one.
@@ -286,6 +287,12 @@ def target_sd(law: laws_lib.Law, theta_P, information_PxP, log_compute, target: 
   return jnp.sqrt(g_P @ jnp.linalg.solve(information_PxP + ridge, g_P))
 
 
+def range_sd(law: laws_lib.Law, theta_P, information_PxP, log_compute, target: str):
+  """:func:`target_sd` at one ``log C`` (shape ``()``), or its mean over a frontier's budgets (shape ``(T,)``)."""
+  log_compute = jnp.atleast_1d(log_compute)
+  return jnp.mean(jax.vmap(lambda c: target_sd(law, theta_P, information_PxP, c, target))(log_compute))
+
+
 class Setup(NamedTuple):
   """The numbers of a design problem (a pytree: new values reuse the compiled program)."""
 
@@ -294,7 +301,8 @@ class Setup(NamedTuple):
   log_max_run: Any  # log of the largest allowed run's compute (inf: none), shape=()
   log_N_range: Any  # (log N_min, log N_max), shape=(2,)
   log_ratio_range: Any  # (log r_min, log r_max) tokens per parameter, shape=(2,)
-  log_compute: Any  # log C_target, shape=()
+  log_min_tokens: Any  # log of the fewest tokens a run may train (-inf: no floor), shape=()
+  log_compute: Any  # log C_target, shape=(), or the budgets of a frontier range, shape=(T,)
   existing_N: Any  # log N of runs already trained, shape=(R,)
   existing_D: Any  # log D of those runs, shape=(R,)
   existing_w: Any  # 1 for a trained run, 0 for padding, shape=(R,)
@@ -314,6 +322,7 @@ def runs_of(params, setup: Setup):
   log_c_K = log_C_K - jnp.log(FLOPS)
   lo_K = jnp.maximum(setup.log_N_range[0], 0.5 * (log_c_K - setup.log_ratio_range[1]))
   hi_K = jnp.minimum(setup.log_N_range[1], 0.5 * (log_c_K - setup.log_ratio_range[0]))
+  hi_K = jnp.minimum(hi_K, log_c_K - setup.log_min_tokens)  # D = c / N >= D_min
   hi_K = jnp.maximum(hi_K, lo_K)
   log_N_K = lo_K + (hi_K - lo_K) * jax.nn.sigmoid(position_K)
   return log_N_K, log_c_K - log_N_K, log_C_K
@@ -325,7 +334,7 @@ def expected_sd(law: laws_lib.Law, theta_BxP, log_N_K, log_D_K, setup: Setup, ta
   def one(theta_P):
     information = fisher(law, theta_P, log_N_K, log_D_K, jnp.ones_like(log_N_K))
     information += fisher(law, theta_P, setup.existing_N, setup.existing_D, setup.existing_w)
-    return target_sd(law, theta_P, information, setup.log_compute, target)
+    return range_sd(law, theta_P, information, setup.log_compute, target)
 
   sd_B = jax.vmap(one)(theta_BxP)
   return jnp.mean(sd_B), sd_B
@@ -374,11 +383,14 @@ class Constraints:
     n_range: ``(N_min, N_max)`` parameters (``N_max`` may be ``inf``).
     tokens_per_param: ``(low, high)`` range of ``D / N``.
     sizes: realisable model sizes; the design is snapped to them (and ``n_range`` is their span).
+    min_tokens: the fewest tokens any run may train (0: no floor), e.g. enough steps for the
+      law to describe the run.
   """
 
   n_range: tuple[float, float] = DEFAULT_N_RANGE
   tokens_per_param: tuple[float, float] = DEFAULT_TOKENS_PER_PARAM
   sizes: tuple[float, ...] | None = None
+  min_tokens: float = 0.0
 
   def checked(self) -> Constraints:
     sizes = None
@@ -395,11 +407,18 @@ class Constraints:
     r_low, r_high = (float(x) for x in self.tokens_per_param)
     if not (0 < r_low <= r_high and math.isfinite(r_high)):
       raise ValueError(f"impossible constraints: tokens per parameter must be 0 < low <= high < inf, got {self.tokens_per_param}")
-    return Constraints((n_low, n_high), (r_low, r_high), sizes)
+    min_tokens = float(self.min_tokens)
+    if not (math.isfinite(min_tokens) and min_tokens >= 0):
+      raise ValueError(f"impossible constraints: min_tokens must be a finite number >= 0, got {self.min_tokens}")
+    if min_tokens > r_high * n_high:
+      raise ValueError(
+          f"impossible constraints: at least {min_tokens:.3g} tokens per run, but the largest model "
+          f"({n_high:.3g}) at {r_high:g} tokens per parameter trains only {r_high * n_high:.3g}")
+    return Constraints((n_low, n_high), (r_low, r_high), sizes, min_tokens)
 
   @property
   def min_run_compute(self) -> float:
-    return FLOPS * self.n_range[0] ** 2 * self.tokens_per_param[0]
+    return FLOPS * self.n_range[0] * max(self.n_range[0] * self.tokens_per_param[0], self.min_tokens)
 
   @property
   def max_run_compute(self) -> float:
@@ -452,6 +471,9 @@ class Plan:
     noise: the noise of one run's log loss used.
     decision: the risk of the allocation (see :func:`decision_risk`).
     prior: where the prior came from.
+    target_range: ``(low, high)`` for a frontier target: the widths are then averaged over
+      :data:`FRONTIER_POINTS` log-spaced budgets of the range, and ``target_compute``,
+      ``estimate`` and ``decision`` are at its high end.
   """
 
   N: np.ndarray
@@ -470,6 +492,7 @@ class Plan:
   decision: dict[str, Any]
   prior: str
   constraints: Constraints
+  target_range: tuple[float, float] | None = None
 
   def runs(self) -> list[dict[str, float]]:
     return [{"N": float(n), "D": float(d), "C": float(c)} for n, d, c in zip(self.N, self.D, self.C)]
@@ -478,6 +501,7 @@ class Plan:
     return {
         "target": self.target,
         "target_compute": self.target_compute,
+        "target_range": None if self.target_range is None else list(self.target_range),
         "study_compute": self.study_compute,
         "estimate": self.estimate,
         "runs": self.runs(),
@@ -510,7 +534,8 @@ def _setup(constraints: Constraints, study_compute, target_compute, existing_N, 
       log_max_run=jnp.asarray(math.log(constraints.max_run_compute) if math.isfinite(n_max) else math.inf),
       log_N_range=jnp.log(jnp.asarray(constraints.n_range)),
       log_ratio_range=jnp.log(jnp.asarray(constraints.tokens_per_param)),
-      log_compute=jnp.log(target_compute),
+      log_min_tokens=jnp.asarray(math.log(constraints.min_tokens) if constraints.min_tokens > 0 else -math.inf),
+      log_compute=jnp.log(jnp.asarray(target_compute, jnp.float64)),
       existing_N=jnp.asarray(np.concatenate([np.log(existing_N), np.zeros(pad)])),
       existing_D=jnp.asarray(np.concatenate([np.log(existing_D), np.zeros(pad)])),
       existing_w=jnp.asarray(np.concatenate([np.ones(len(existing_N)), np.zeros(pad)])),
@@ -524,11 +549,13 @@ def _snap(constraints: Constraints, N_K, C_K):
   snapped = np.empty_like(N_K)
   for k, (n, c) in enumerate(zip(N_K, C_K)):
     ratio = c / (FLOPS * sizes**2)
-    ok = (ratio >= r_low * (1 - 1e-9)) & (ratio <= r_high * (1 + 1e-9))
+    ok = (ratio >= r_low * (1 - 1e-9)) & (ratio <= r_high * (1 + 1e-9)) & (c / (FLOPS * sizes) >= constraints.min_tokens * (1 - 1e-9))
     if not ok.any():
       raise ValueError(
           f"impossible constraints: run {k} has {c:.3g} FLOPs but no size in {sizes.tolist()} trains it at "
-          f"{r_low:g} to {r_high:g} tokens per parameter; add sizes or widen --tokens-per-param"
+          f"{r_low:g} to {r_high:g} tokens per parameter"
+          + (f" and at least {constraints.min_tokens:.3g} tokens" if constraints.min_tokens else "")
+          + "; add sizes or widen --tokens-per-param"
       )
     candidates = sizes[ok]
     snapped[k] = candidates[np.argmin(np.abs(np.log(candidates) - math.log(n)))]
@@ -573,7 +600,9 @@ def design(
   Args:
     prior: a :class:`Prior`, or a bootstrapped fit (object or ``fit.json`` path).
     study_compute: ``S``, the FLOPs of the new runs together (``6 N D`` each).
-    target_compute: ``C_target``, the budget the study decides about.
+    target_compute: ``C_target``, the budget the study decides about; or ``(low, high)``: the
+      frontier over that range, whose average interval width (over :data:`FRONTIER_POINTS`
+      log-spaced budgets) the design minimises.
     runs: ``K`` new runs.
     target: ``"N_opt"`` (default), ``"D_opt"`` or ``"loss"`` (at the optimum), all at ``C_target``.
     constraints: N range, tokens-per-parameter range, realisable sizes (see :class:`Constraints`).
@@ -600,6 +629,14 @@ def design(
   if target not in TARGETS:
     raise ValueError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
   constraints = (constraints or Constraints()).checked()
+  target_range = None
+  if isinstance(target_compute, (tuple, list)):
+    if len(target_compute) != 2:
+      raise ValueError(f"a target range is (low, high) FLOPs, got {target_compute!r}")
+    target_range = tuple(float(x) for x in target_compute)
+    if not (all(math.isfinite(x) and x > 0 for x in target_range) and target_range[0] < target_range[1]):
+      raise ValueError(f"a target range must be 0 < low < high FLOPs, got {target_compute!r}")
+    target_compute = target_range[1]
   for name, value in (("study compute", study_compute), ("target compute", target_compute)):
     if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
       raise ValueError(f"{name} must be a positive finite number of FLOPs, got {value!r}")
@@ -622,7 +659,7 @@ def design(
         f"{study_compute:.3g} FLOPs; raise N_max or ask for more runs"
     )
   largest_data = max([study_compute / runs] + list(FLOPS * existing_N * existing_D))
-  if target_compute <= max(largest_data, study_compute):
+  if (target_range[0] if target_range else target_compute) <= max(largest_data, study_compute):
     raise ValueError(
         f"target compute {target_compute:.3g} FLOPs is inside the data (the study spends {study_compute:.3g} and "
         f"its largest run may cost up to that); a design is for extrapolation: choose a target above the study compute"
@@ -634,7 +671,8 @@ def design(
     raise ValueError(f"noise must be a positive standard deviation of log loss, got {noise}")
 
   with fitting.precision("float64"):
-    setup = _setup(constraints, study_compute, target_compute, existing_N, existing_D)
+    points = np.geomspace(*target_range, FRONTIER_POINTS) if target_range else target_compute
+    setup = _setup(constraints, study_compute, points, existing_N, existing_D)
     theta_BxP = jnp.asarray(prior.theta_BxP)
     key_logits, key_position = jax.random.split(jax.random.key(seed))
     logits = jnp.concatenate([jnp.zeros((1, runs)), 1.5 * jax.random.normal(key_logits, (starts - 1, runs))])
@@ -666,14 +704,19 @@ def design(
   }}
   return Plan(
       N=N, D=D, C=C, target=target, target_compute=float(target_compute), study_compute=float(study_compute),
-      estimate=estimate, expected_ci95_width=designed, expected_ci95_ratio=math.exp(designed),
+      estimate=estimate, expected_ci95_width=designed, expected_ci95_ratio=_ratio(designed),
       baseline={
-          "design": "isoflop_grid", "expected_ci95_width": baseline, "expected_ci95_ratio": math.exp(baseline),
+          "design": "isoflop_grid", "expected_ci95_width": baseline, "expected_ci95_ratio": _ratio(baseline),
           "runs": [{"N": float(n), "D": float(d), "C": float(c)} for n, d, c in zip(grid_N, grid_D, grid_C)],
       },
       existing=len(existing_N), existing_ci95_width=alone, noise=float(noise), decision=decision,
-      prior=prior.source, constraints=constraints,
+      prior=prior.source, constraints=constraints, target_range=target_range,
   )
+
+
+def _ratio(width: float) -> float:
+  """``exp(width)``, the interval's high over low end; inf past a float (a prior that barely knows the law)."""
+  return math.exp(width) if width < 700 else math.inf
 
 
 def _existing_width(law, theta_BxP, setup: Setup, target: str, noise: float) -> float:
@@ -682,18 +725,22 @@ def _existing_width(law, theta_BxP, setup: Setup, target: str, noise: float) -> 
   @jax.vmap
   def one(theta_P):
     information = fisher(law, theta_P, setup.existing_N, setup.existing_D, setup.existing_w)
-    return target_sd(law, theta_P, information, setup.log_compute, target)
+    return range_sd(law, theta_P, information, setup.log_compute, target)
 
   return 2 * Z95 * noise * float(jnp.mean(one(theta_BxP)))
 
 
 def expected_width(prior: Prior, N, D, *, target_compute: float, target: str = "N_opt", existing=None, noise: float | None = None) -> float:
-  """Expected 95% width of the log target for any design ``(N, D)`` (e.g. a grid, a random design)."""
+  """Expected 95% width of the log target for any design ``(N, D)`` (e.g. a grid, a random design).
+
+  ``target_compute`` may be ``(low, high)``: the width averaged over the frontier's range, as :func:`design`.
+  """
   N, D = np.asarray(N, np.float64), np.asarray(D, np.float64)
   existing_N, existing_D = _existing_runs(existing, prior.law)
   noise = noise or prior.noise or DEFAULT_NOISE
   with fitting.precision("float64"):
-    setup = _setup(Constraints().checked(), float(np.sum(FLOPS * N * D)), target_compute, existing_N, existing_D)
+    points = np.geomspace(*target_compute, FRONTIER_POINTS) if isinstance(target_compute, (tuple, list)) else target_compute
+    setup = _setup(Constraints().checked(), float(np.sum(FLOPS * N * D)), points, existing_N, existing_D)
     sd = _evaluate(prior.law, jnp.asarray(prior.theta_BxP), jnp.log(jnp.asarray(N)), jnp.log(jnp.asarray(D)), setup, target=target)[0]
   return 2 * Z95 * noise * float(sd)
 
@@ -754,13 +801,14 @@ def _shrink(prior: Prior, N, D, setup: Setup, target: str, noise: float) -> floa
   """
   law = prior.law
   theta_BxP = jnp.asarray(prior.theta_BxP)
-  log_N_B = jax.vmap(lambda t: log_optimum(law, t, setup.log_compute)[0])(theta_BxP)
+  log_c = jnp.atleast_1d(setup.log_compute)[-1]  # a frontier range: its largest budget
+  log_N_B = jax.vmap(lambda t: log_optimum(law, t, log_c)[0])(theta_BxP)
   prior_sd = float(jnp.std(log_N_B))
   covariance = np.cov(np.asarray(prior.theta_BxP), rowvar=False)
   information = np.linalg.pinv(covariance)
   estimate = jnp.asarray(prior.estimate_P)
   information = jnp.asarray(information) + fisher(law, estimate, jnp.log(jnp.asarray(N)), jnp.log(jnp.asarray(D)), jnp.ones(len(N))) / noise**2
-  post_sd = float(target_sd(law, estimate, information, setup.log_compute, "N_opt"))
+  post_sd = float(target_sd(law, estimate, information, log_c, "N_opt"))
   del target
   if not (prior_sd > 0 and math.isfinite(post_sd)):
     return 1.0

@@ -145,3 +145,23 @@ def test_closed_forms_agree_with_allocation():
   assert math.exp(log_D) == pytest.approx(float(reference.D[0]), rel=1e-10)
   assert math.exp(log_L) == pytest.approx(float(reference.loss[0]), rel=1e-10)
   assert math.exp(back) == pytest.approx(5.76e23, rel=1e-8)
+
+
+def test_frontier_range_target(prior, plan):
+  frontier = design.design(prior, study_compute=STUDY, target_compute=(1e23, 1e25), runs=6, **SETTINGS)
+  assert frontier.target_range == (1e23, 1e25) and frontier.target_compute == 1e25
+  assert frontier.C.sum() == pytest.approx(STUDY, rel=1e-12)
+  # The objective is the mean width over the range's budgets, for the design and its grid alike.
+  points = np.geomspace(1e23, 1e25, design.FRONTIER_POINTS)
+  by_point = [design.expected_width(prior, frontier.N, frontier.D, target_compute=float(c), noise=frontier.noise) for c in points]
+  assert frontier.expected_ci95_width == pytest.approx(np.mean(by_point), rel=1e-9)
+  assert design.expected_width(prior, frontier.N, frontier.D, target_compute=(1e23, 1e25), noise=frontier.noise) == pytest.approx(
+      frontier.expected_ci95_width, rel=1e-9)
+  # Designed for the range, it does at least as well over the range as the design for the single budget 1e24.
+  single = design.expected_width(prior, plan.N, plan.D, target_compute=(1e23, 1e25), noise=plan.noise)
+  assert frontier.expected_ci95_width <= single * 1.001
+  assert frontier.expected_ci95_width < frontier.baseline["expected_ci95_width"]
+  with pytest.raises(ValueError, match="0 < low < high"):
+    design.design(prior, study_compute=STUDY, target_compute=(1e25, 1e23), runs=6, **SETTINGS)
+  with pytest.raises(ValueError, match="inside the data"):
+    design.design(prior, study_compute=STUDY, target_compute=(1e20, 1e25), runs=6, **SETTINGS)

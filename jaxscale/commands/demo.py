@@ -32,6 +32,7 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--seed", type=commands.seed, default=0)
   parser.add_argument("--quiet", action="store_true", help="no progress display")
   sweep_command.add_workers_argument(parser)
+  sweep_command.add_rounds_arguments(parser)
   parser.set_defaults(func=run)
 
 
@@ -46,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
 
   preset = args.preset or ("quick" if args.quick else "demo")
+  if args.rounds and (preset == "seed" and not args.config):
+    raise ValueError("--rounds designs runs for a scaling law; the seed preset is a size experiment")
+  if args.rounds and args.target_compute is None:
+    raise ValueError("--rounds needs --target-compute C: the budget whose target the rounds pin down")
   if preset == "seed" and not args.config:
     if args.corpus:
       raise ValueError("--preset seed trains its own noiseless quanta language; drop --corpus")
@@ -78,4 +83,10 @@ def run(args: argparse.Namespace) -> int:
           + ("" if held["inside_band"] is None else f", inside the 95% prediction band: {held['inside_band']}"))
   print(result["summary_text"])
   print(f"wrote {args.out}/report.md, study.json, fit.json, runs.csv and {len(result['figures'])} figures")
+  if args.rounds:
+    from jaxscale.commands import sweep as sweep_command
+
+    # Round 0 is the study's own sweep (already trained in --out, so it resumes at once).
+    print(sweep_command.run_rounds(args, plan=args.config or preset, initial_dir=args.out, out_dir=os.path.join(args.out, "rounds")))
+    print(f"wrote {args.out}/rounds/rounds.md, rounds.json and runs.csv (every round's runs)")
   return 0

@@ -33,6 +33,16 @@ def named_range(text: str) -> tuple[str, tuple[float, float]]:
   return name, range_argument(rest)
 
 
+def target_argument(text: str):
+  """``--target-compute``: one budget ``C``, or ``LOW:HIGH`` for the frontier over that range."""
+  if ":" in text:
+    low, high = range_argument(text)
+    if not low < high:
+      raise argparse.ArgumentTypeError(f"a target range needs LOW < HIGH, got {text!r}")
+    return (low, high)
+  return commands.positive_float(text)
+
+
 def add_cli(subparsers) -> None:
   parser = subparsers.add_parser(
       "design",
@@ -54,7 +64,8 @@ def add_cli(subparsers) -> None:
                       help="with --preset: draw this natural parameter uniformly in [LOW, HIGH]; repeatable")
   parser.add_argument("--prior-samples", type=int, default=64, help="prior samples the design averages over (default: %(default)s)")
   parser.add_argument("--spread", type=float, default=0.1, help="with --preset: relative spread of the other parameters (default: %(default)s)")
-  parser.add_argument("--target-compute", type=commands.positive_float, required=True, metavar="C", help="the budget to decide about, FLOPs")
+  parser.add_argument("--target-compute", type=target_argument, required=True, metavar="C|LOW:HIGH",
+                      help="the budget to decide about, FLOPs; LOW:HIGH: the frontier over that range (its average width is minimised)")
   parser.add_argument("--study-compute", type=commands.positive_float, required=True, metavar="S", help="FLOPs of the new runs together")
   parser.add_argument("--runs", action="append", default=[], type=runs_argument, metavar="K|RUNS",
                       help="an integer: how many new runs (default 16); a file: runs already trained, whose information the batch complements")
@@ -62,6 +73,8 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--n-min", type=commands.positive_float, default=None, help="smallest model, parameters (default: 1e7)")
   parser.add_argument("--n-max", type=commands.positive_float, default=None, help="largest model, parameters (default: none)")
   parser.add_argument("--tokens-per-param", type=range_argument, default=None, metavar="LOW:HIGH", help="range of D/N (default: 2:200)")
+  parser.add_argument("--min-tokens", type=commands.positive_float, default=None, metavar="D",
+                      help="fewest tokens any proposed run may train (default: no floor)")
   parser.add_argument("--sizes", type=commands.positive_floats, default=None, metavar="N[,N...]", help="realisable model sizes to snap to")
   parser.add_argument("--noise", type=commands.positive_float, default=None,
                       help="sd of one run's log loss (default: from the trained runs' residuals, else the fit's objective, else 0.01)")
@@ -96,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
       n_range=(args.n_min or defaults.n_range[0], args.n_max or math.inf),
       tokens_per_param=args.tokens_per_param or defaults.tokens_per_param,
       sizes=tuple(args.sizes) if args.sizes else None,
+      min_tokens=args.min_tokens or 0.0,
   )
   existing = None
   if files:
@@ -122,7 +136,9 @@ def render(plan) -> str:
   risk, after = plan.decision, plan.decision["after_batch"]
   lines = [
       f"prior      {plan.prior}; noise {plan.noise:.3g} (sd of log loss)",
-      f"target     {plan.target} at {n(plan.target_compute)} FLOPs: {n(plan.estimate)} (point estimate)",
+      f"target     {plan.target} at {n(plan.target_compute)} FLOPs: {n(plan.estimate)} (point estimate)"
+      + (f"; widths averaged over the frontier from {n(plan.target_range[0])} to {n(plan.target_range[1])} FLOPs"
+         if plan.target_range else ""),
       f"study      {len(rows)} new runs, {n(plan.study_compute)} FLOPs"
       + (f", after {plan.existing} trained runs (their width alone {plan.existing_ci95_width:.3g})" if plan.existing else ""),
       "",
