@@ -84,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
   print(result["summary_text"])
   print(f"wrote {args.out}/report.md, study.json, fit.json, runs.csv and {len(result['figures'])} figures")
   if args.rounds:
-    from jaxscale.commands import sweep as sweep_command
-
     # Round 0 is the study's own sweep (already trained in --out, so it resumes at once).
     print(sweep_command.run_rounds(args, plan=args.config or preset, initial_dir=args.out, out_dir=os.path.join(args.out, "rounds")))
     print(f"wrote {args.out}/rounds/rounds.md, rounds.json and runs.csv (every round's runs)")
