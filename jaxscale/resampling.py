@@ -49,10 +49,8 @@ from jaxscale import runs as runs_lib
 from jaxscale import solver as solver_lib
 
 DEFAULT_REPLICATES = 4000
-# Replicates per compiled call. Small chunks keep each solver step's arrays
-# (chunk x runs, a few of them) in cache: on a 2-core CPU 125 ran the 4,000
-# Chinchilla replicates ~1.3x faster than 500. The answer does not depend on it.
-DEFAULT_CHUNK = 125
+# Replicates per compiled call on an accelerator, whose lanes run in parallel.
+DEFAULT_CHUNK = 500
 # Solver steps per round; a warm-started replicate needs 20-100 steps of this
 # near-L1 problem, so most finish in one or two rounds.
 STEPS_PER_ROUND = 30
@@ -64,11 +62,12 @@ MAX_ROUNDS = 10
 GRADIENT_TOLERANCE = {"float64": 1e-5, "float32": 2e-2}
 CI_LEVEL = 0.95
 # Replicates per compiled call once only a few are still unconverged.
-TAIL_CHUNK = 32
-# Stragglers refitted from extra starts per compiled call (a fixed size, so it compiles once).
-# Each runs up to steps_per_round x max_rounds steps from 1 + extra_starts points, so
-# padding is dear: typically a handful of the 4,000 get here.
-RESCUE_CHUNK = 8
+TAIL_CHUNK = 64
+# Replicates per compiled call on a CPU. A chunk's solve runs until its slowest lane stops,
+# and 500 lanes' Jacobians outgrow the caches: 64 lanes refitted 1,000 Chinchilla
+# replicates a round in ~1.0 s against ~2.0 s for 500 (2-core CPU, under load). Being the
+# tail's width too, it leaves a first bootstrap one refit program to compile, not two.
+CPU_CHUNK = TAIL_CHUNK
 INTERVAL_METHODS = ("percentile", "basic")
 # Above this share of unconverged replicates the bootstrap warns: the intervals rest on a selected few.
 UNCONVERGED_WARN_SHARE = 0.1
@@ -119,26 +118,6 @@ def _refit(law, theta0_KxP, replicate_ids_K, key, unit_of_run_R, num_units, log_
     state = solver_lib.minimize(residual_fn, theta0, replicate_weights_R, options)
     gradient = solver_lib.gradient_norm(residual_fn, state.theta, replicate_weights_R, options)
     return state.theta, state.objective, gradient
-
-  # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
-  counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
-  return jax.vmap(one)(theta0_KxP, counts_KxR)
-
-
-@functools.partial(jax.jit, static_argnames=("law", "options"))
-def _refit_from_starts(law, starts_SxP, theta0_KxP, replicate_ids_K, key, unit_of_run_R, num_units, log_inputs, log_loss_R, weights_R, *, options):
-  """Refits each of ``K`` replicates from its own ``theta0`` and every shared start; keeps the best."""
-
-  def residual_fn(theta):
-    return law.log_loss(law.unflatten(theta), log_inputs) - log_loss_R
-
-  def one(theta0, counts_R):
-    replicate_weights_R = counts_R.astype(weights_R.dtype) * weights_R
-    starts = jnp.concatenate([theta0[None], starts_SxP])
-    states = jax.vmap(lambda start: solver_lib.minimize(residual_fn, start, replicate_weights_R, options))(starts)
-    best = jnp.argmin(jnp.where(jnp.isfinite(states.objective), states.objective, jnp.inf))
-    theta = states.theta[best]
-    return theta, states.objective[best], solver_lib.gradient_norm(residual_fn, theta, replicate_weights_R, options)
 
   # The padded run set bounds the units (runs or clusters), so the program depends on its bucket alone.
   counts_KxR = resample_weights(key, replicate_ids_K, unit_of_run_R, num_units, max_units=unit_of_run_R.shape[0])
@@ -539,7 +518,7 @@ def bootstrap(
     solver: str | None = None,
     optimizer: Any = None,
     dtype: str = "float64",
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
     steps_per_round: int = STEPS_PER_ROUND,
     max_rounds: int = MAX_ROUNDS,
     columns: Mapping[str, str] | None = None,
@@ -557,7 +536,9 @@ def bootstrap(
     cluster: resample whole groups of this column (e.g. ``"group"``, or ``"C"``
       for one IsoFLOP budget at a time) instead of single runs.
     extra_starts: replicates not converged after ``max_rounds`` rounds are also
-      refitted from this many of the best grid starts of the full-data search.
+      refitted from this many of the best grid starts of the full-data search (and
+      from where they stand), for up to ``max_rounds`` more rounds; the lowest
+      objective wins.
     loss, delta: the objective; default to the fit's.
     objective, solver, optimizer: any objective of :mod:`jaxscale.objectives`
       (default the fit's own, from its ``extras["objective"]``; a user function
@@ -568,7 +549,8 @@ def bootstrap(
       (:func:`jaxscale.estimation.fit_weights`) from the full-data optimum and
       the ``extra_starts`` best grid starts.
     dtype: ``"float64"`` (default, scoped) or ``"float32"``.
-    chunk: replicates refitted per compiled call; memory is ``chunk x runs``.
+    chunk: replicates refitted per compiled call; memory is ``chunk x runs``. None:
+      :data:`CPU_CHUNK` on a CPU, :data:`DEFAULT_CHUNK` on an accelerator.
     steps_per_round: solver steps per round; unconverged replicates get more rounds.
     max_rounds: rounds before the extra starts are tried.
     columns: ``{their_name: canonical}`` column mapping when ``runs`` is a path.
@@ -586,7 +568,7 @@ def bootstrap(
   runs = runs_lib.load(runs, columns=columns)
   if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
     raise ValueError(f"bootstrap needs n >= 1 replicates, got {n!r} (Besiroglu et al. use 4000)")
-  if chunk <= 0 or steps_per_round <= 0 or max_rounds <= 0 or extra_starts < 0:
+  if (chunk is not None and chunk <= 0) or steps_per_round <= 0 or max_rounds <= 0 or extra_starts < 0:
     raise ValueError(
         f"chunk, steps_per_round and max_rounds must be >= 1 and extra_starts >= 0; got chunk={chunk}, "
         f"steps_per_round={steps_per_round}, max_rounds={max_rounds}, extra_starts={extra_starts}"
@@ -620,7 +602,7 @@ def refit_replicates(
     solver: str | None = None,
     optimizer: Any = None,
     dtype: str = "float64",
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
     steps_per_round: int = STEPS_PER_ROUND,
     max_rounds: int = MAX_ROUNDS,
     devices: int | Sequence[jax.Device] | None = None,
@@ -648,6 +630,8 @@ def refit_replicates(
   unit_of_run, num_units = _units(runs, cluster)
   key = jax.random.key(int(seed))
   count = len(replicate_ids)
+  if chunk is None:
+    chunk = CPU_CHUNK if devices[0].platform == "cpu" else DEFAULT_CHUNK
   chunk = int(min(chunk, count))  # a bootstrap smaller than a chunk is one chunk, of its own size
   # Chunk widths are multiples of the device count so every device gets an equal share.
   width_of = lambda width: len(devices) * math.ceil(width / len(devices))  # noqa: E731
@@ -669,45 +653,46 @@ def refit_replicates(
     def refit(theta0, ids):
       return _refit(law, theta0, ids, **data, options=options)
 
+    def rounds(theta_KxP, ids_K):
+      """Warm-started rounds of the one compiled program until every lane's gradient vanishes."""
+      theta_KxP = np.array(theta_KxP, np.float64)
+      objective_K, gradient_K = np.full(len(ids_K), np.inf), np.full(len(ids_K), np.inf)
+      pending = np.arange(len(ids_K))
+      for _ in range(max_rounds):
+        # A narrower program for the few stragglers: a padded full-width chunk would cost as much as a full one.
+        # (A small chunk keeps its one program: compiling a second would cost more than it saves.)
+        width = chunk if pending.size > chunk // 4 or chunk <= 2 * TAIL_CHUNK else TAIL_CHUNK
+        theta_KxP[pending], objective_K[pending], gradient_K[pending] = _in_chunks(
+            refit, np.asarray(theta_KxP[pending], float_dtype), ids_K[pending], width_of(width), sharding
+        )
+        pending = np.flatnonzero(~_converged(gradient_K, objective_K, tolerance))
+        if pending.size == 0:
+          break
+      return theta_KxP, objective_K, gradient_K
+
     warm = np.asarray([fit.fit_params[name] for name in law.param_names], np.float64)
-    theta = np.tile(warm, (count, 1))
-    objective = np.full(count, np.inf)
-    gradient = np.full(count, np.inf)
-    pending = np.arange(count)
-    for _ in range(max_rounds):
-      # Every round runs the same compiled program on the replicates still short of a vanishing gradient.
-      # A narrower program for the few stragglers: a padded full-width chunk would cost as much as a full one.
-      # (A small bootstrap keeps its one program: compiling a second would cost more than it saves.)
-      width = chunk if pending.size > chunk // 4 or chunk <= 2 * TAIL_CHUNK else TAIL_CHUNK
-      theta[pending], objective[pending], gradient[pending] = _in_chunks(
-          refit, np.asarray(theta[pending], float_dtype), replicate_ids[pending], width_of(width), sharding
-      )
-      converged = _converged(gradient, objective, tolerance)
-      pending = np.flatnonzero(~converged)
-      if pending.size == 0:
-        break
+    theta, objective, gradient = rounds(np.tile(warm, (count, 1)), replicate_ids)
+    converged = _converged(gradient, objective, tolerance)
+    pending = np.flatnonzero(~converged)
 
     if pending.size and extra_starts:
-      # The stragglers may sit in a poor basin: refit them from their current point and the best grid starts.
+      # The stragglers may sit in a poor basin: refit each from where it stands and from the best grid starts,
+      # as more rounds of the same program (a program of their own cost a compile as long as the bootstrap).
       grid = law.starts(runs.log_inputs(law.variables))  # placed from the runs, not the padding
-      starts = _best_starts(
+      starts_ExP = np.asarray(_best_starts(
           law, jnp.asarray(grid, float_dtype), log_inputs, log_loss_R, weights_R,
           options=options, count=int(min(extra_starts, len(grid))),
-      )
-      rescue_options = options._replace(max_steps=int(steps_per_round * max_rounds))
-
-      def rescue(theta0, ids):
-        return _refit_from_starts(
-            law, starts, theta0, ids, **data, options=rescue_options
-        )
-
-      new_theta, new_objective, new_gradient = _in_chunks(
-          rescue, np.asarray(theta[pending], float_dtype), replicate_ids[pending], width_of(min(chunk, RESCUE_CHUNK)), sharding
-      )
-      better = new_objective < objective[pending]
-      theta[pending[better]] = new_theta[better]
-      objective[pending[better]] = new_objective[better]
-      gradient[pending[better]] = new_gradient[better]
+      ), np.float64)
+      candidates = 1 + len(starts_ExP)
+      theta0 = np.concatenate([theta[pending][:, None], np.broadcast_to(starts_ExP, (pending.size, *starts_ExP.shape))], axis=1)
+      # A replicate's resampled runs follow from its id alone, so its candidates share its id.
+      new_theta, new_objective, new_gradient = rounds(theta0.reshape(-1, law.num_params), np.repeat(replicate_ids[pending], candidates))
+      new_objective = np.where(np.isfinite(new_objective), new_objective, np.inf)
+      pick = np.arange(pending.size) * candidates + np.argmin(new_objective.reshape(pending.size, candidates), axis=1)
+      better = new_objective[pick] < objective[pending]  # each replicate's best candidate, if it beats where it stood
+      theta[pending[better]] = new_theta[pick[better]]
+      objective[pending[better]] = new_objective[pick[better]]
+      gradient[pending[better]] = new_gradient[pick[better]]
       converged = _converged(gradient, objective, tolerance)
 
   theta[~np.isfinite(objective)] = np.nan

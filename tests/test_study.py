@@ -69,6 +69,9 @@ def test_demo_writes_runs_fit_figures_and_report(demo_folder):
   assert held["group"] == "C=3e+09" and len(held["runs"]) == 3
   assert held["relative_error"] == pytest.approx(max(abs(r["relative_error"]) for r in held["runs"]))
   assert isinstance(held["inside_band"], bool)
+  # The held-out band's bootstrap says how many replicates it rests on, in the JSON and the report.
+  assert held["bootstrap"].startswith("64 of 64 replicates") or "left out" in held["bootstrap"]
+  assert f"the held-out fit's bootstrap used {held['bootstrap']}." in report
   assert len(study["runs"]) == 9 and study["wall_s"] > 0
   quanta = (demo_folder / "quanta.csv").read_text().splitlines()
   assert quanta[0].startswith("run_id,N,D,rank_lo") and len(quanta) > 9

@@ -193,6 +193,15 @@ def grid_plan(sizes: Sequence[str | dict], token_budgets: Sequence[float], *,
   return Plan(name=name, runs=tuple(runs))
 
 
+def trained_flops(spec: RunSpec) -> float:
+  """The FLOPs a run trains: its whole steps (``D`` rounded down to full batches) x 6N."""
+  from jaxscale import model as model_lib
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
+
+  steps = train_lib.num_steps(spec.tokens, spec.batch_size, spec.model.context)
+  return model_lib.flops_per_token(spec.model) * steps * spec.batch_size * spec.model.context
+
+
 def budget_label(compute: float) -> str:
   return f"C={compute:.3g}"
 

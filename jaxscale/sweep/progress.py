@@ -155,6 +155,8 @@ class Progress:
     self.flops_left -= step_flops
     now = time.monotonic()
     if self.run_start_step is None:  # rates start after the first (compiling) step
+      # A resumed run starts past step 1: an earlier session trained those steps.
+      self.flops_left -= (info.step - 1) * info.tokens_per_step * self.flops_per_token
       self.run_start_step, self.run_start = info.step, now
       self._last_draw = now  # and the first line waits for a measured rate
       return

@@ -23,7 +23,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from jaxscale.sweep import claims, records
-from jaxscale.sweep.plan import Plan, check_corpus, resolve_plan
+from jaxscale.sweep.plan import Plan, check_corpus, resolve_plan, trained_flops
 from jaxscale.sweep.progress import Progress
 from jaxscale.sweep.workers import run_workers
 
@@ -60,7 +60,6 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
     >>> runs = run_sweep("quick", "/tmp/quick-sweep")  # doctest: +SKIP
     >>> runs[["N", "D", "C", "loss"]]  # doctest: +SKIP
   """
-  from jaxscale import model as model_lib
 
   if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
     raise ValueError(f"workers must be a positive int, got {workers!r}.")
@@ -105,7 +104,7 @@ def run_sweep(plan: Plan | str, out_dir: str | os.PathLike, *, corpus: str | Non
           f" {len(todo)} to go.")
     workers = min(workers, len(todo))
     if workers <= 1:
-      total_flops = sum(model_lib.flops_per_token(s.model) * s.tokens for s in todo)
+      total_flops = sum(trained_flops(s) for s in todo)
       with Progress(len(plan.runs), total_flops, enabled=progress,
                     recorded=len(done)) as display:
         train_unclaimed(plan, out_dir, display, settings, largest_first=False,

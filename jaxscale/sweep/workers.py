@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping
 from typing import Sequence
 
-from jaxscale.sweep.plan import Plan
+from jaxscale.sweep.plan import Plan, trained_flops
 from jaxscale.sweep.progress import Progress
 from jaxscale.sweep.records import RUNS_COLUMNS, read_csv
 
@@ -191,15 +191,13 @@ def worker_main(argv: Sequence[str]) -> int:
   signal_lib.signal(signal_lib.SIGINT, signal_lib.default_int_handler)
   try:
     from jaxscale import compilation_cache
-    from jaxscale import model as model_lib
     from jaxscale.sweep import runner  # which imports this module
 
     compilation_cache.enable()
     with open(os.path.join(args.out_dir, "plan.json")) as f:
       plan = Plan.from_dict(json.load(f))
     done = set(read_csv(os.path.join(args.out_dir, "runs.csv"), RUNS_COLUMNS)["run_id"])
-    share = sum(model_lib.flops_per_token(s.model) * s.tokens
-                for s in plan.runs if s.run_id not in done) / args.workers
+    share = sum(trained_flops(s) for s in plan.runs if s.run_id not in done) / args.workers
     display = Progress(len(plan.runs), share, enabled=not args.quiet, log_every_s=10.0,
                        prefix=f"[worker {args.index + 1}/{args.workers}] ", recorded=len(done))
     runner.train_unclaimed(plan, args.out_dir, display, json.loads(args.settings),
