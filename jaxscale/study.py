@@ -368,6 +368,12 @@ def _embedding_share(frame) -> str:
           f"the largest {ratio.iloc[-1]:.2g}x")
 
 
+def _budget_name(heldout) -> str:
+  """'C=1e+12' for an IsoFLOP group named by its budget, else 'GROUP, C = 1e+12'."""
+  plain = f"C = {heldout['compute']:.3g}"
+  return plain if heldout["group"].replace(" ", "") == plain.replace(" ", "") else f"{heldout['group']}, {plain}"
+
+
 def _heldout_section(result) -> list[str]:
   heldout = result["heldout"]
   if not heldout:
@@ -375,7 +381,7 @@ def _heldout_section(result) -> list[str]:
   if heldout.get("skipped"):
     return ["", "## Held-out budget", "", f"Not checked: {heldout['skipped']}"]
   lines = ["", "## Held-out budget", "",
-           f"Fitted without the largest budget ({heldout['group']}, C = {heldout['compute']:.3g}) and "
+           f"Fitted without the largest budget ({_budget_name(heldout)}) and "
            f"asked to predict its {len(heldout['runs'])} runs:", "",
            "| N | D | loss | predicted | error | 95% prediction interval |", "|---|---|---|---|---|---|"]
   for row in heldout["runs"]:
