@@ -194,9 +194,9 @@ def main() -> None:
                ("1", trainer_tokens_per_s(config, corpus, batch_size=batch_size,
                                           steps=steps, repeats=args.repeats))]
       rows.append(results.comparison(
-          "trainer", f"train step, {name}, {train_lib.STEPS_PER_CALL} updates per call (ratio: speed-up)",
+          "trainer", f"train step, {name}, {train_lib.STEPS_PER_CALL} updates per call",
           per_token * modes[1][1] / 1e9, "one jitted update per call", per_token * reference / 1e9,
-          unit="GFLOP/s", ratio_kind="utilisation",
+          unit="GFLOP/s", ratio_kind="throughput",
           setting=f"{args.dtype}, batch {batch_size} x context {config.context}, one process;"
                   f" median of {args.repeats}", device=results.jax_device()))
       if args.workers > 1 and not on_gpu:

@@ -28,7 +28,7 @@ from typing import Any
 
 # How a row's ratio reads: "speed-up" is reference / jaxscale for times (above 1:
 # jaxscale is faster); "utilisation" is jaxscale / reference for rates (MFU).
-RATIO_KINDS = ("speed-up", "utilisation")
+RATIO_KINDS = ("speed-up", "utilisation", "throughput")
 UNITS = ("s", "GFLOP/s")
 
 
@@ -59,8 +59,9 @@ def comparison(
     reference: what it is compared with, e.g. ``"scipy L-BFGS-B loop"``.
     reference_value: the reference's median, in ``unit``; None when it did not run.
     unit: ``"s"`` (wall seconds) or ``"GFLOP/s"``.
-    ratio_kind: ``"speed-up"`` (reference / jaxscale) or ``"utilisation"``
-      (jaxscale / reference).
+    ratio_kind: ``"speed-up"`` (reference / jaxscale time), ``"utilisation"``
+      (jaxscale / reference FLOP/s, shown as MFU) or ``"throughput"`` (jaxscale /
+      reference rate, shown as a speed-up).
     setting: problem size, repeats and how the numbers were taken.
     check: agreement between the two results (objective gap, max difference).
     device: the JAX devices the row ran on, e.g. ``"cpu x1"``.
@@ -148,6 +149,8 @@ def format_ratio(ratio: float | None, kind: str) -> str:
     return "-"
   if kind == "utilisation":
     return f"{ratio:.0%} MFU"
+  if kind == "throughput":
+    return f"{ratio:.2f}x"
   if ratio >= 100:
     return f"{ratio:,.0f}x"
   if ratio >= 10:
