@@ -77,13 +77,18 @@ MAP_BATCH = 256
 # --- Mapping laws: a metric as a function of a loss -----------------------------------------------
 
 
-def _sigmoid_log_metric(params, log_inputs):
-  # acc = floor + (ceiling - floor) * sigmoid(-k (L - L0)); floor and ceiling are the task's, not fitted.
+def _log_sigmoid_between(params, log_inputs, log_floor):
+  """log of ``floor + (ceiling - floor) * sigmoid(-k (L - L0))``, the two sigmoid laws' shared form."""
   loss = jnp.exp(log_inputs["L"])
-  log_floor = log_inputs["floor"]
-  log_span = jnp.log(jnp.exp(log_inputs["ceiling"]) - jnp.exp(log_floor))
+  span = jnp.exp(log_inputs["ceiling"]) - jnp.exp(log_floor)
+  log_span = jnp.log(jnp.maximum(span, jnp.finfo(loss.dtype).tiny))
   log_rise = log_sigmoid(-jnp.exp(params["log_k"]) * (loss - params["L0"]))
   return jnp.logaddexp(log_floor, log_span + log_rise)
+
+
+def _sigmoid_log_metric(params, log_inputs):
+  # Floor and ceiling are the task's, not fitted.
+  return _log_sigmoid_between(params, log_inputs, log_inputs["floor"])
 
 
 sigmoid = laws_lib.Law(
@@ -119,12 +124,7 @@ metric_power = laws_lib.Law(
 
 def _free_floor_sigmoid_log_metric(params, log_inputs):
   # As the sigmoid, but the floor is fitted (logit-parametrised in (0, 1)); the task's chance is only its start.
-  loss = jnp.exp(log_inputs["L"])
-  log_floor = log_sigmoid(params["floor_logit"])
-  ceiling = jnp.exp(log_inputs["ceiling"])
-  log_span = jnp.log(jnp.maximum(ceiling - jnp.exp(log_floor), jnp.finfo(loss.dtype).tiny))
-  log_rise = log_sigmoid(-jnp.exp(params["log_k"]) * (loss - params["L0"]))
-  return jnp.logaddexp(log_floor, log_span + log_rise)
+  return _log_sigmoid_between(params, log_inputs, log_sigmoid(params["floor_logit"]))
 
 
 sigmoid_free_floor = laws_lib.Law(

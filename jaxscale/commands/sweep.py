@@ -11,7 +11,6 @@ commands this module loads only the standard library until a command runs, and
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 from typing import Iterable
 
@@ -56,21 +55,6 @@ def run_rounds(args: argparse.Namespace, *, plan=None, initial_dir=None, out_dir
   return result["text"]
 
 
-def _sweep_or_rounds(sweep_command, args: argparse.Namespace) -> int:
-  if not args.rounds:
-    for flag in ("target_compute", "round_compute", "round_sizes"):
-      if getattr(args, flag) is not None:
-        raise ValueError(f"--{flag.replace('_', '-')} applies with --rounds K")
-    return sweep_command(args)
-  import os
-
-  if args.config and not os.path.isfile(args.config):
-    raise ValueError(f"config file {args.config!r} does not exist.")
-  print(run_rounds(args))
-  print(f"wrote {os.path.join(args.out, 'rounds.md')}, rounds.json and runs.csv (every round's runs)")
-  return 0
-
-
 def add_cli(subparsers) -> None:
   """Register ``sweep``: ``jaxscale sweep --preset quick --out DIR``."""
   parser = subparsers.add_parser(
@@ -92,7 +76,7 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--checkpoint-min-interval-s", type=float, default=2.0,
                       help=argparse.SUPPRESS)  # tests checkpoint more often
   add_rounds_arguments(parser)
-  parser.set_defaults(func=functools.partial(_sweep_or_rounds, run))
+  parser.set_defaults(func=run)
 
 
 def add_workers_argument(parser) -> None:
@@ -127,6 +111,13 @@ def run(args: argparse.Namespace) -> int:
   plan = args.preset if args.preset else args.config
   if args.config and not os.path.isfile(args.config):
     raise ValueError(f"config file {args.config!r} does not exist.")
+  if args.rounds:
+    print(run_rounds(args))
+    print(f"wrote {os.path.join(args.out, 'rounds.md')}, rounds.json and runs.csv (every round's runs)")
+    return 0
+  for flag in ("target_compute", "round_compute", "round_sizes"):
+    if getattr(args, flag) is not None:
+      raise ValueError(f"--{flag.replace('_', '-')} applies with --rounds K")
   runs = sweep.run_sweep(plan, args.out, corpus=args.corpus, progress=not args.quiet,
                          workers=resolve_workers(args.workers), together=args.together,
                          checkpoint_min_interval_s=args.checkpoint_min_interval_s)
