@@ -164,6 +164,20 @@ def _die_with_parent(parent: int) -> None:
     os._exit(1)
 
 
+def _stop_quietly(signum, frame):
+  """A worker's SIGINT handler: silence its stderr, then unwind as Ctrl-C does.
+
+  The parent reports the interrupt once. A stopping worker's Orbax save threads may print
+  a shutdown traceback ("Event loop is closed") from any thread, while unwinding or at
+  exit, so the worker's stderr (fd 2, which every thread writes to) goes to /dev/null first.
+  """
+  sys.stderr.flush()
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.close(devnull)
+  raise KeyboardInterrupt
+
+
 def worker_main(argv: Sequence[str]) -> int:
   """``python -m jaxscale.sweep _worker OUT_DIR --index K --workers W ...``."""
   parser = argparse.ArgumentParser(prog="jaxscale sweep worker")
@@ -188,7 +202,7 @@ def worker_main(argv: Sequence[str]) -> int:
   import signal as signal_lib
 
   # The parent forwards Ctrl-C as SIGINT: stop quietly, the parent says it once.
-  signal_lib.signal(signal_lib.SIGINT, signal_lib.default_int_handler)
+  signal_lib.signal(signal_lib.SIGINT, _stop_quietly)
   try:
     from jaxscale import compilation_cache
     from jaxscale.sweep import runner  # which imports this module
@@ -204,11 +218,6 @@ def worker_main(argv: Sequence[str]) -> int:
                            largest_first=True, together=args.together,
                            on_step=stop_if_orphaned)
   except KeyboardInterrupt:
-    import logging
-
-    # A stopping worker's Orbax save threads may log a shutdown error with a traceback;
-    # the parent reports the interrupt once, so nothing else is printed from here on.
-    logging.disable(logging.CRITICAL)
     return 130
   except Exception as e:  # reported by the parent as its one error line
     from jaxscale import errors
