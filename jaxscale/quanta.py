@@ -220,11 +220,12 @@ def rank_buckets(num_keys: int) -> list[tuple[int, int]]:
   return buckets
 
 
-def score_by_rank(source: QuantaSource, logits_fn, *, context: int, num_docs: int = 8192,
+def score_by_rank(source: QuantaSource, score_fn, *, context: int, num_docs: int = 8192,
                   seed: int = 7, batch_size: int = 64) -> list[dict]:
   """Held-out accuracy and loss on continuation bytes, by key-rank bucket.
 
-  ``logits_fn(tokens_BxL) -> logits_BxLxV`` is the trained model. Documents are fresh
+  ``score_fn(tokens_BxL1) -> (loss_BxL, correct_BxL)`` scores the trained model's
+  next-token predictions (:func:`jaxscale.train.scoring_function`). Documents are fresh
   samples (seeded), packed into document-aligned windows of ``context + 1`` tokens; a
   continuation byte counts toward its own document's rank. Returns one dict per bucket:
   ``rank_lo, rank_hi, mass`` (the bucket's share of documents), ``accuracy``,
@@ -238,16 +239,15 @@ def score_by_rank(source: QuantaSource, logits_fn, *, context: int, num_docs: in
   rank_WxT = np.repeat(rank_D[:windows * per_window], source.doc_length).reshape(
       windows, -1)[:, :context + 1]
   position_T = np.arange(context + 1) % source.doc_length
-  correct, losses = [], []
+  losses, correct = [], []
   for start in range(0, windows, batch_size):
     tokens_BxL1 = stream_WxT[start:start + batch_size].astype(np.int32)
-    logits_BxLxV = np.asarray(logits_fn(tokens_BxL1[:, :-1]), np.float64)
-    targets_BxL = tokens_BxL1[:, 1:]
-    log_z = np.log(np.exp(logits_BxLxV - logits_BxLxV.max(-1, keepdims=True)).sum(-1)) \
-        + logits_BxLxV.max(-1)
-    target_logit = np.take_along_axis(logits_BxLxV, targets_BxL[..., None], -1)[..., 0]
-    losses.append(log_z - target_logit)
-    correct.append(logits_BxLxV.argmax(-1) == targets_BxL)
+    count = len(tokens_BxL1)
+    # The last batch is padded to the full size: one compiled shape for every batch.
+    padded = np.pad(tokens_BxL1, ((0, batch_size - count), (0, 0)))
+    loss_BxL, correct_BxL = score_fn(padded)
+    losses.append(np.asarray(loss_BxL, np.float64)[:count])
+    correct.append(np.asarray(correct_BxL)[:count])
   loss_WxL, correct_WxL = np.concatenate(losses), np.concatenate(correct)
   is_continuation_L = ((position_T[1:] >= source.key_bytes)
                        & (position_T[1:] < source.doc_length - source.filler))

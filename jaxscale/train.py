@@ -293,7 +293,10 @@ def _jitted_init(model_config: model_lib.ModelConfig):
     rngs = nnx.Rngs(jax.random.key(seed))
     return nnx.split(model_lib.Transformer(model_config, rngs=rngs))[1]
 
-  return jax.jit(make)
+  # Initialisation runs once per run: XLA's lighter optimisation level compiles it in about
+  # half the time (1.4-2.0 s instead of 2.7-3.3 s per shape on a 2-core CPU) and draws the
+  # same parameters bit for bit (checked for d8x1 to d256x4, seeds 0, 1 and 12345).
+  return jax.jit(make, compiler_options={"xla_backend_optimization_level": 1})
 
 
 def init_state(model_config: model_lib.ModelConfig, train_config: TrainConfig):
@@ -314,6 +317,18 @@ def eval_batches(corpus: Corpus, context: int, eval_tokens: int) -> np.ndarray:
   n = -(-sequences // batch)
   return np.stack([corpus.batch("heldout", i, batch_size=batch, context=context,
                                 seed=EVAL_SEED) for i in range(n)])
+
+
+def _evaluate(evaluate: Callable, params, windows_NxBxL1: np.ndarray, *, piece: int):
+  """Mean held-out loss and accuracy over ``N`` batches, in calls of ``piece`` batches when
+  ``piece`` divides ``N``: a larger final evaluation then reuses the compiled program of
+  the earlier ones (equal pieces, so the mean of their means is the mean)."""
+  count = len(windows_NxBxL1)
+  if count % piece:
+    return jax.device_get(evaluate(params, windows_NxBxL1))
+  parts = [evaluate(params, windows_NxBxL1[i:i + piece]) for i in range(0, count, piece)]
+  losses, accuracies = zip(*jax.device_get(parts))
+  return np.mean(losses, axis=0), np.mean(accuracies, axis=0)
 
 
 class StepInfo(NamedTuple):
@@ -615,7 +630,8 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
     step = stop
     if step in evals_at:
       windows = final_NxBxL1 if step == total_steps else heldout_NxBxL1
-      eval_loss, eval_accuracy = jax.device_get(steps.evaluate(params, windows))
+      eval_loss, eval_accuracy = _evaluate(steps.evaluate, params, windows,
+                                           piece=len(heldout_NxBxL1))
       for curve, loss, accuracy in zip(curves, np.atleast_1d(eval_loss),
                                        np.atleast_1d(eval_accuracy)):
         curve.append(dict(step=step, tokens=step * tokens_per_step, loss=float(loss),
@@ -640,10 +656,28 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
           for curve, trained in zip(curves, run_params)]
 
 
-def logits_function(model_config: model_lib.ModelConfig, params) -> Callable:
-  """``tokens_BxL -> logits_BxLxV`` of a trained model (jitted), for scoring it."""
+def scoring_function(model_config: model_lib.ModelConfig, params) -> Callable:
+  """``tokens_BxL1 -> (loss_BxL, correct_BxL)`` of a trained model: each next token's
+  cross-entropy (nats, float32) and whether the model's top guess is that token.
+
+  One compiled program per model shape, with the parameters an argument (a closure would
+  bake them in as constants and compile anew for every run).
+  """
+  score = _scorer(model_config)
+  return lambda tokens_BxL1: score(params, tokens_BxL1)
+
+
+@functools.lru_cache(maxsize=16)
+def _scorer(model_config: model_lib.ModelConfig):
   graphdef = _graphdef(model_config)
-  return jax.jit(lambda tokens_BxL: nnx.merge(graphdef, params)(tokens_BxL))
+
+  def score(params, tokens_BxL1):
+    logits_BxLxV = nnx.merge(graphdef, params)(tokens_BxL1[:, :-1])
+    targets_BxL = tokens_BxL1[:, 1:]
+    return (cross_entropy(logits_BxLxV, targets_BxL),
+            jnp.argmax(logits_BxLxV, -1) == targets_BxL)
+
+  return jax.jit(score)
 
 
 def _restore(checkpointer: RunCheckpointer, like_leaves: list, config_dicts: list[dict]):

@@ -53,6 +53,25 @@ def test_one_compile_per_shape(corpus):
   assert steps.train._cache_size() == before == 1
 
 
+def test_final_evaluation_reuses_the_compiled_program_and_scores_agree(corpus):
+  # A final evaluation 4x the earlier ones runs in pieces through the same program, and
+  # gives the mean a single call over every window gives.
+  config = _train_config(tokens=16 * 32 * 8, num_evals=2, final_eval_tokens=4 * 2048)
+  result = train_lib.train(CONFIG, config, corpus)
+  steps = train_lib.compiled_steps(CONFIG, config)
+  assert steps.evaluate._cache_size() == 1
+  windows = train_lib.eval_batches(corpus, CONFIG.context, 4 * 2048)
+  loss, accuracy = steps.evaluate(result.params, windows)
+  assert result.loss == pytest.approx(float(loss), rel=1e-6)
+  assert result.accuracy == pytest.approx(float(accuracy), abs=1e-6)
+  # Per-token scores: their mean is the evaluation's, from one program for any parameters.
+  scores = [train_lib.scoring_function(CONFIG, result.params)(w) for w in windows]
+  assert float(sum(l.mean() for l, _ in scores) / len(scores)) == pytest.approx(float(loss), rel=1e-5)
+  assert float(sum(c.mean() for _, c in scores) / len(scores)) == pytest.approx(float(accuracy), abs=1e-6)
+  train_lib.scoring_function(CONFIG, train_lib.init_state(CONFIG, config)[1])(windows[0])
+  assert train_lib._scorer(CONFIG)._cache_size() == 1
+
+
 class _Killed(Exception):
   pass
 

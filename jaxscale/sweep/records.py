@@ -230,10 +230,10 @@ def quanta_rows(spec: RunSpec, result, data) -> list[dict]:
 
   if not isinstance(data.source, quanta.QuantaSource) or result.params is None:
     return []
-  logits_fn = train_lib.logits_function(spec.model, result.params)
+  score_fn = train_lib.scoring_function(spec.model, result.params)
   n = model_lib.count_params(spec.model)["non_embedding"]
   return [dict(run_id=spec.run_id, N=n, D=result.tokens, **row)
-          for row in quanta.score_by_rank(data.source, logits_fn, context=spec.model.context)]
+          for row in quanta.score_by_rank(data.source, score_fn, context=spec.model.context)]
 
 
 def curve_rows(spec: RunSpec, result) -> list[dict]:
