@@ -13,6 +13,8 @@ How the width is computed (all pure JAX, float64, one compiled program):
   their own information;
 * the delta method turns it into the target's variance, ``g^T F^-1 g`` with ``g`` the gradient
   of the log target;
+* the expected 95% width is ``2 t sd``, with Student's ``t`` on the study's ``K - P`` degrees of
+  freedom (:func:`t95`): the quantile its t-scaled interval will be formed with;
 * that is averaged over samples of the prior (a fit's bootstrap, or a preset plus ranges), so
   the design is good for every law the data so far allow, not just the point estimate.
 
@@ -687,7 +689,8 @@ def design(
     if constraints.sizes is not None:
       N = _snap(constraints, N, C)
     D = C / (FLOPS * N)
-    width = lambda N_K, D_K, s: 2 * Z95 * noise * float(  # noqa: E731
+    quantile = t95(len(existing_N) + runs, law.num_params)
+    width = lambda N_K, D_K, s: 2 * quantile * noise * float(  # noqa: E731
         _evaluate(law, theta_BxP, jnp.log(jnp.asarray(N_K)), jnp.log(jnp.asarray(D_K)), s, target=target)[0])
     designed = width(N, D, setup)
     grid_N, grid_D, grid_C = isoflop_grid(study_compute, runs, constraints.tokens_per_param)
@@ -714,6 +717,21 @@ def design(
   )
 
 
+def t95(runs: int, num_params: int) -> float:
+  """The two-sided 95% quantile the study's interval will be formed with: Student's t on its
+  ``runs - num_params`` degrees of freedom, as the t-scaled fixed-design interval
+  (:mod:`jaxscale.fixed_bootstrap`) widens its percentiles (z where no degree is left).
+
+  Example:
+    >>> round(t95(16, 5), 3)  # 11 degrees of freedom, against z = 1.96
+    2.201
+  """
+  from scipy import stats
+
+  dof = runs - num_params
+  return float(stats.t.ppf(0.975, dof)) if dof >= 1 else Z95
+
+
 def _ratio(width: float) -> float:
   """``exp(width)``, the interval's high over low end; inf past a float (a prior that barely knows the law)."""
   return math.exp(width) if width < 700 else math.inf
@@ -727,7 +745,7 @@ def _existing_width(law, theta_BxP, setup: Setup, target: str, noise: float) -> 
     information = fisher(law, theta_P, setup.existing_N, setup.existing_D, setup.existing_w)
     return range_sd(law, theta_P, information, setup.log_compute, target)
 
-  return 2 * Z95 * noise * float(jnp.mean(one(theta_BxP)))
+  return 2 * t95(int(np.count_nonzero(setup.existing_w)), law.num_params) * noise * float(jnp.mean(one(theta_BxP)))
 
 
 def expected_width(prior: Prior, N, D, *, target_compute: float, target: str = "N_opt", existing=None, noise: float | None = None) -> float:
@@ -742,7 +760,7 @@ def expected_width(prior: Prior, N, D, *, target_compute: float, target: str = "
     points = np.geomspace(*target_compute, FRONTIER_POINTS) if isinstance(target_compute, (tuple, list)) else target_compute
     setup = _setup(Constraints().checked(), float(np.sum(FLOPS * N * D)), points, existing_N, existing_D)
     sd = _evaluate(prior.law, jnp.asarray(prior.theta_BxP), jnp.log(jnp.asarray(N)), jnp.log(jnp.asarray(D)), setup, target=target)[0]
-  return 2 * Z95 * noise * float(sd)
+  return 2 * t95(len(existing_N) + N.size, prior.law.num_params) * noise * float(sd)
 
 
 # --- The risk of the decision -------------------------------------------------------------------
