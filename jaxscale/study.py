@@ -398,6 +398,35 @@ def _heldout_section(result) -> list[str]:
   return lines
 
 
+APPROACH2_WIDE = 0.5  # an N_opt exponent interval wider than this (of a quantity in [0, 1]) is not quotable
+
+
+def _approach2_lines(approach2, fit) -> list[str]:
+  """Approach 2's exponents beside the fitted law's, each with its interval, and what to trust."""
+  import numpy as np
+
+  from jaxscale import allocation
+
+  a, b = approach2.a, approach2.b
+  ci = approach2.N_opt.exponent_ci95
+  a3 = fit.params["beta"] / (fit.params["alpha"] + fit.params["beta"])
+  a3_ci = None
+  if fit.bootstrap is not None:
+    samples = allocation.bootstrap_params(fit)
+    a3_R = np.asarray(samples["beta"]) / (np.asarray(samples["alpha"]) + np.asarray(samples["beta"]))
+    a3_ci = np.percentile(a3_R[np.isfinite(a3_R)], [2.5, 97.5])
+  lines = [f"N_opt ~ C^{a:.3f}" + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "")
+           + f", D_opt ~ C^{b:.3f}; the fitted law (Approach 3) gives N_opt ~ C^{a3:.3f}"
+           + (f" (95% CI [{a3_ci[0]:.3f}, {a3_ci[1]:.3f}])." if a3_ci is not None else ".")]
+  if ci and ci[1] - ci[0] > APPROACH2_WIDE:
+    lines += ["", f"Approach 2's interval is {ci[1] - ci[0]:.2f} wide: {len(approach2.points)} budgets, one "
+              "parabola each, do not determine its exponent. Do not quote it; the fitted law's, which uses "
+              "every run, is the figure to use."]
+  if approach2.skipped:
+    lines += [""] + [f"- note: {message}" for message in approach2.skipped]
+  return lines
+
+
 def render_report(result: dict[str, Any]) -> str:
   """The study as Markdown: data, fit with CIs, the truth, held-out check, allocation, figures."""
   fit, runs = result["fit"], result["runs"]
@@ -448,13 +477,7 @@ def render_report(result: dict[str, Any]) -> str:
   if isinstance(approach2, Exception):
     lines.append(f"Not possible on these runs: {approach2}")
   else:
-    a, b = approach2.a, approach2.b
-    ci = approach2.N_opt.exponent_ci95
-    a3 = fit.params["beta"] / (fit.params["alpha"] + fit.params["beta"])
-    lines.append(
-        f"N_opt ~ C^{a:.3f}" + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "")
-        + f", D_opt ~ C^{b:.3f}; the fitted law (Approach 3) gives N_opt ~ C^{a3:.3f}."
-    )
+    lines += _approach2_lines(approach2, fit)
   largest = result["frame"].sort_values("C").iloc[-1]
   lines += ["", "## In plain words", "",
             "(The allocation above and the sentences below count compute as Chinchilla's 6ND; the "

@@ -108,3 +108,18 @@ def test_the_demo_design_recovers_a_noiseless_law():
   fit = fitting.fit("chinchilla", runs_lib.from_frame(pd.DataFrame(dict(N=N, D=D, loss=loss))))
   for name, value in truth.items():
     assert fit.params[name] == pytest.approx(value, rel=1e-4), name
+
+
+def test_an_approach2_exponent_it_cannot_determine_is_flagged_and_compared():
+  import types
+
+  from jaxscale import study
+
+  fit = types.SimpleNamespace(params={"alpha": 0.5, "beta": 0.5}, bootstrap=None)
+  power = lambda ci: types.SimpleNamespace(exponent_ci95=ci)  # noqa: E731
+  wide = types.SimpleNamespace(a=0.69, b=0.35, N_opt=power((-0.18, 0.89)), points=[0] * 4,
+                               skipped=["budget C=1e+12: skipped"])
+  text = "\n".join(study._approach2_lines(wide, fit))
+  assert "N_opt ~ C^0.500" in text and "Do not quote it" in text and "- note: budget C=1e+12" in text
+  narrow = types.SimpleNamespace(a=0.51, b=0.49, N_opt=power((0.45, 0.57)), points=[0] * 6, skipped=[])
+  assert "Do not quote" not in "\n".join(study._approach2_lines(narrow, fit))
