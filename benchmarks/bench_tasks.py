@@ -145,7 +145,7 @@ def main():
   parser.add_argument("--scipy-replicates", type=int, default=100)
   parser.add_argument("--last", type=int, default=1, help="average each run's last K evaluations (the paper: 5)")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--metric-law", default="sigmoid", choices=sorted(tasks.MAPPING_LAWS),
+  parser.add_argument("--metric-law", default=tasks.DEFAULT_METRIC, choices=sorted(tasks.MAPPING_LAWS),
                       help="jaxscale's step 2 (sigmoid: floor at chance; sigmoid_free_floor: floor fitted, as the paper)")
   parser.add_argument("--json", default=None)
   args = parser.parse_args()

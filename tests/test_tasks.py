@@ -34,7 +34,8 @@ def simulated():
   acc_noise = {name: 0.0 if name == "exact" else 0.004 for name in names}
   data = tasks.simulate(N_R, D_R, tasks={name: TRUE for name in names}, curve_points=4,
                         loss_noise=noise, accuracy_noise=acc_noise, seed=1)
-  return data, tasks.fit(data, n=REPLICATES, seed=0, keep=8)
+  # The simulated truth is a chance-floor sigmoid, so that is the step 2 these tests recover.
+  return data, tasks.fit(data, n=REPLICATES, seed=0, keep=8, metric="sigmoid")
 
 
 def test_recovers_a_known_chained_law_from_noiseless_runs(simulated):
@@ -197,18 +198,24 @@ def test_saved_laws_read_back_to_the_same_predictions(simulated):
     tasks.TaskLaws.from_dict({"format": "jaxscale.fit"}, data)
 
 
+def test_the_cli_and_the_library_share_step_2s_default():
+  parser = cli.build_parser()
+  args = parser.parse_args(["tasks", str(OLMO_DIR), "--target-N", "1e10", "--target-D", "1e12"])
+  assert args.metric_law == tasks.DEFAULT_METRIC == "sigmoid_free_floor"
+
+
 def test_fit_mapping_recovers_a_sigmoid_and_the_lab_chain_reads_a_sweep(tmp_path):
   from jaxscale import fitting, study
 
   loss = np.linspace(1.5, 2.5, 15)
   accuracy = tasks.sigmoid_accuracy(loss, floor=0.01, k=3.0, L0=2.2, ceiling=0.9)
-  mapping = tasks.fit_mapping(loss, accuracy, chance=0.01, ceiling=0.9)
+  mapping = tasks.fit_mapping(loss, accuracy, chance=0.01, ceiling=0.9, law="sigmoid")
   assert mapping.params["k"] == pytest.approx(3.0, rel=1e-6) and mapping.params["L0"] == pytest.approx(2.2, rel=1e-6)
   with pytest.raises(ValueError, match="at or below chance"):
     tasks.fit_mapping(loss, np.full_like(loss, 0.01), chance=0.01)
   # The free-floor sigmoid finds a floor above chance (chance is only where it starts).
   raised = tasks.sigmoid_accuracy(loss, floor=0.3, k=3.0, L0=2.2)
-  free = tasks.fit_mapping(loss, raised, chance=0.25, law="sigmoid_free_floor")
+  free = tasks.fit_mapping(loss, raised, chance=0.25)  # the default: the floor fitted
   assert free.params["floor"] == pytest.approx(0.3, rel=1e-5) and free.params["k"] == pytest.approx(3.0, rel=1e-5)
   # A sweep's runs: the loss follows a known Chinchilla law, the accuracy a known sigmoid of it.
   law_params = {"E": 1.2, "A": 40.0, "B": 300.0, "alpha": 0.4, "beta": 0.35}

@@ -31,8 +31,8 @@ def add_cli(subparsers) -> None:
   parser.add_argument("--last", type=int, default=1, metavar="K", help="average each run's last K evaluations (paper: 5)")
   parser.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="replicates through both steps (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
-  parser.add_argument("--metric-law", choices=("sigmoid", "sigmoid_free_floor", "power"), default="sigmoid",
-                      help="step 2: sigmoid (accuracy, floor at chance), sigmoid_free_floor (floor fitted, as the paper's free offset) or power (a loss-like metric)")
+  parser.add_argument("--metric-law", choices=("sigmoid_free_floor", "sigmoid", "power"), default="sigmoid_free_floor",  # tasks.DEFAULT_METRIC (importing it here would load JAX for --help)
+                      help="step 2: sigmoid_free_floor (the default: floor fitted, as the paper's free offset), sigmoid (accuracy, floor at chance) or power (a loss-like metric)")
   parser.add_argument("--chance", action="append", default=[], metavar="TASK=P",
                       help="chance accuracy of a task of a run set (the sigmoid's floor; default 0); repeatable")
   parser.add_argument("--plot", default=None, metavar="DIR", help="write the two-step figure of every task here")
