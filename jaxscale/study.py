@@ -405,14 +405,12 @@ def _approach2_lines(approach2, fit) -> list[str]:
   """Approach 2's exponents beside the fitted law's, each with its interval, and what to trust."""
   import numpy as np
 
-  from jaxscale import allocation
-
   a, b = approach2.a, approach2.b
   ci = approach2.N_opt.exponent_ci95
   a3 = fit.params["beta"] / (fit.params["alpha"] + fit.params["beta"])
   a3_ci = None
   if fit.bootstrap is not None:
-    samples = allocation.bootstrap_params(fit)
+    samples = fit.bootstrap.natural()  # the converged replicates
     a3_R = np.asarray(samples["beta"]) / (np.asarray(samples["alpha"]) + np.asarray(samples["beta"]))
     a3_ci = np.percentile(a3_R[np.isfinite(a3_R)], [2.5, 97.5])
   lines = [f"N_opt ~ C^{a:.3f}" + (f" (95% CI [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else "")

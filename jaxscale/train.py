@@ -180,6 +180,15 @@ def cross_entropy(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> jax.Array:
   return log_z_BxL - target_logit_BxL
 
 
+def token_scores(model, tokens_BxL1: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(loss_BxL, correct_BxL)``: each next token's cross-entropy (nats, float32) and whether
+  the model's top guess is that token. The held-out evaluation's mean and the per-quantum
+  scores both read it."""
+  logits_BxLxV = model(tokens_BxL1[:, :-1])
+  targets_BxL = tokens_BxL1[:, 1:]
+  return cross_entropy(logits_BxLxV, targets_BxL), jnp.argmax(logits_BxLxV, -1) == targets_BxL
+
+
 class Steps(NamedTuple):
   """The two compiled programs of one model shape."""
   train: Callable  # (params, opt_state, tokens_SxBxL1, lr_S, active_S) -> (params, opt_state, loss_S)
@@ -208,11 +217,8 @@ def _step_functions(graphdef, optimizer: optax.GradientTransformation) -> Steps:
     model = nnx.merge(graphdef, params)
 
     def one_batch(tokens_BxL1):
-      logits_BxLxV = model(tokens_BxL1[:, :-1])
-      targets_BxL = tokens_BxL1[:, 1:]
-      loss = cross_entropy(logits_BxLxV, targets_BxL).mean()
-      accuracy = (jnp.argmax(logits_BxLxV, -1) == targets_BxL).mean()
-      return loss, accuracy
+      loss_BxL, correct_BxL = token_scores(model, tokens_BxL1)
+      return loss_BxL.mean(), correct_BxL.mean()
 
     loss_N, accuracy_N = jax.lax.map(one_batch, tokens_NxBxL1)
     return loss_N.mean(), accuracy_N.mean()
@@ -657,8 +663,7 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
 
 
 def scoring_function(model_config: model_lib.ModelConfig, params) -> Callable:
-  """``tokens_BxL1 -> (loss_BxL, correct_BxL)`` of a trained model: each next token's
-  cross-entropy (nats, float32) and whether the model's top guess is that token.
+  """``tokens_BxL1 -> (loss_BxL, correct_BxL)`` of a trained model (:func:`token_scores`).
 
   One compiled program per model shape, with the parameters an argument (a closure would
   bake them in as constants and compile anew for every run).
@@ -670,14 +675,7 @@ def scoring_function(model_config: model_lib.ModelConfig, params) -> Callable:
 @functools.lru_cache(maxsize=16)
 def _scorer(model_config: model_lib.ModelConfig):
   graphdef = _graphdef(model_config)
-
-  def score(params, tokens_BxL1):
-    logits_BxLxV = nnx.merge(graphdef, params)(tokens_BxL1[:, :-1])
-    targets_BxL = tokens_BxL1[:, 1:]
-    return (cross_entropy(logits_BxLxV, targets_BxL),
-            jnp.argmax(logits_BxLxV, -1) == targets_BxL)
-
-  return jax.jit(score)
+  return jax.jit(lambda params, tokens_BxL1: token_scores(nnx.merge(graphdef, params), tokens_BxL1))
 
 
 def _restore(checkpointer: RunCheckpointer, like_leaves: list, config_dicts: list[dict]):
