@@ -22,8 +22,10 @@ Conventions:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import logging
 import math
 import os
 import time
@@ -392,7 +394,8 @@ class RunCheckpointer:
     self.min_interval_s = min_interval_s
     self._log = log or _note
     try:
-      self._manager = self._open()
+      with _orbax_failures_reported_here():
+        self._manager = self._open()
     except Exception as error:  # unreadable step metadata: start the folder afresh
       self._log(f"checkpoints in {self.directory} cannot be read ({_short(error)});"
                 " discarding them and training the run from the start.")
@@ -452,7 +455,8 @@ class RunCheckpointer:
     """The latest readable checkpoint as ``(step, arrays, meta)``, or None when there is none."""
     while (step := self.latest_step()) is not None:
       try:
-        return self._restore(step, like_arrays)
+        with _orbax_failures_reported_here():
+          return self._restore(step, like_arrays)
       except Exception as error:  # corrupted: discard it, try the one before
         self._discard(step, error)
     return None
@@ -479,7 +483,8 @@ class RunCheckpointer:
     args = self._ocp.args
     while (step := self.latest_step()) is not None:
       try:
-        restored = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
+        with _orbax_failures_reported_here():
+          restored = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))
         return _checked_meta(restored["meta"], step)
       except Exception as error:
         self._discard(step, error)
@@ -487,6 +492,20 @@ class RunCheckpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+@contextlib.contextmanager
+def _orbax_failures_reported_here():
+  """Orbax logs an ``ERROR:absl:`` line for a checkpoint it cannot parse, then raises; the
+  caller says what failed and what it does about it in one ``note:`` line, so Orbax's log
+  line would report the same damage twice, as if it were fatal."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 def _note(line: str) -> None:

@@ -7,6 +7,7 @@ one worker, a real process on two) with the damage done between the stop and the
 """
 
 import glob
+import logging
 import os
 import shutil
 import signal
@@ -200,3 +201,26 @@ def test_workers_resume_every_run_once_past_the_damage(interrupted_workers):
   assert curves.groupby("run_id").size().to_dict() == {s.run_id: 4 for s in plan.runs}
   assert not (out / "checkpoints").exists() and not (out / "claims").exists()
   assert not glob.glob(str(out / "*.tmp*")) and not glob.glob(str(out / ".*.tmp"))
+
+
+def test_garbled_checkpoint_metadata_is_one_note_not_an_orbax_error(tmp_path, capfd, caplog):
+  # A crash while Orbax wrote _CHECKPOINT_METADATA leaves text it cannot parse. Orbax logs
+  # "ERROR:absl:Failed to json parse ..." and raises; the checkpointer's own note says what
+  # it does about it, so that log line (which reads as fatal) must not reach the user.
+  import jax.numpy as jnp
+
+  arrays = [jnp.ones(3), jnp.zeros((2, 2))]
+  writer = train_lib.RunCheckpointer(tmp_path, min_interval_s=0)
+  writer.save(5, arrays, {"step": 5})
+  writer.close()
+  (tmp_path / "5" / "_CHECKPOINT_METADATA").write_text("{garbage")
+  reader = train_lib.RunCheckpointer(tmp_path, log=lambda line: print(f"note: {line}"))
+  try:
+    assert reader.restore(arrays) is None
+  finally:
+    reader.close()
+  out, err = capfd.readouterr()
+  assert "checkpoint at step 5" in out and "is unreadable" in out and "from the start" in out
+  assert "ERROR" not in err and "Traceback" not in err, err
+  errors = [r.getMessage()[:80] for r in caplog.records if r.levelno >= logging.ERROR]
+  assert not errors, errors  # under pytest the log reaches caplog, not stderr
