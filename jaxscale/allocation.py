@@ -430,6 +430,28 @@ def _allocation_of(law, natural_B, levels_K, cost, log_U, mode) -> tuple:
   return tuple(jnp.where(feasible, jnp.exp(v), jnp.nan) for v in (log_N, log_D, log_L, log_C))
 
 
+# A new number of parameter sets or budgets must not compile a new program (a study asks
+# for a point estimate, a bootstrap's sets at 2 budgets and at a curve's 60, ~2 s of
+# compilation each on a CPU). Eager calls pad to these buckets, repeating the last row,
+# and slice the answer: each solve is independent, so the padding changes no result.
+_MIN_SETS, _MIN_LEVELS = 1024, 64
+
+
+def _sets_bucket(count: int) -> int:
+  return 1 if count == 1 else max(_MIN_SETS, 1 << (count - 1).bit_length())
+
+
+def _levels_bucket(count: int) -> int:
+  return max(_MIN_LEVELS, 1 << (count - 1).bit_length())
+
+
+def _padded(values: np.ndarray, size: int) -> np.ndarray:
+  return np.concatenate([values, np.repeat(values[-1:], size - len(values))])
+
+
+_compiled_allocation = jax.jit(_allocation_of, static_argnums=(0, 5))
+
+
 # --- Public API ----------------------------------------------------------------------------
 
 
@@ -519,10 +541,12 @@ def _run(law, params, levels, cost, unique_tokens, decay, mode) -> Allocation:
     out = _allocation_of(law, arrays, jnp.atleast_1d(jnp.asarray(levels)), cost, jnp.asarray(log_U), mode)
   else:
     levels_K = _budgets(levels, "compute" if mode == "budget" else "target_loss")
+    num_sets, num_levels = len(next(iter(arrays.values()))), len(levels_K)
     with fitting.precision("float64"):
-      natural = {k: jnp.asarray(v) for k, v in arrays.items()}
-      out = _allocation_of(law, natural, jnp.asarray(levels_K), cost, jnp.asarray(log_U), mode)
-      out = [np.asarray(v, np.float64) for v in out]
+      natural = {k: jnp.asarray(_padded(v, _sets_bucket(num_sets))) for k, v in arrays.items()}
+      levels_P = jnp.asarray(_padded(levels_K, _levels_bucket(num_levels)))
+      out = _compiled_allocation(law, natural, levels_P, cost, jnp.asarray(log_U), mode)
+      out = [np.asarray(v, np.float64)[:num_sets, :num_levels] for v in out]
   if not batched:
     out = [v[0] for v in out]
   return Allocation(*out, law=law.name)

@@ -180,6 +180,19 @@ def test_new_values_do_not_recompile():
   assert allocation._solve._cache_size() == before
 
 
+def test_new_numbers_of_sets_and_budgets_do_not_recompile():
+  samples = perturbed(BESIROGLU, 300)
+  batch = allocation.allocate("chinchilla", samples, BUDGETS)
+  before = allocation._compiled_allocation._cache_size()
+  curve = allocation.allocate("chinchilla", perturbed(BESIROGLU, 700, seed=1), np.geomspace(1e21, 1e25, 40))
+  assert allocation._compiled_allocation._cache_size() == before
+  assert curve.N.shape == (700, 40) and np.isfinite(curve.N).all()
+  # Padding changes no answer: a set solved alone is its row of the batch.
+  alone = allocation.allocate("chinchilla", {k: v[7] for k, v in samples.items()}, BUDGETS)
+  np.testing.assert_allclose(alone.N, batch.N[7], rtol=1e-12)
+  np.testing.assert_allclose(alone.loss, batch.loss[7], rtol=1e-12)
+
+
 def test_custom_costs_compose():
   def log_flops(log_N, log_D, args):  # a memory-bound cost: proportional to N only, per token served
     return args + log_N
