@@ -43,8 +43,7 @@ from jaxscale import solver
 DEFAULT_KEEP = 64
 # Run sets are padded to power-of-two lengths from this one up (see bucket_size), so a run set
 # of a new size reuses the program of its bucket. The floor is small because every padded row
-# is computed: the lab's studies (9 to 23 runs) refit 1,000 bootstrap replicates on 32 rows, not
-# 256 (the quick study's post-sweep work fell from 38 s to 33 s, the same intervals).
+# is computed: the lab's studies (9 to 23 runs) refit their bootstraps on 32 rows, not 256.
 MIN_BUCKET = 32
 # 2: a typed top-level `bootstrap` with per-replicate converged flags, and `law_module`.
 FORMAT_VERSION = 2

@@ -125,8 +125,8 @@ def test_run_sets_of_new_sizes_reuse_the_compiled_fit(chinchilla_runs):
   # Padded to one bucket (rows of weight 0), the 240-run fit's program serves 131, 163 and 200 runs too.
   from jaxscale import diagnostics
 
-  # The fixture's fit ran outside this module's strict dtype promotion (a session fixture
-  # comes before the autouse one), which jit keys its cache on: compile once in-context.
+  # Compile the 256-row bucket here: jit keys its cache on this module's strict dtype
+  # promotion, which the session's chinchilla_fit fixture runs outside of.
   fitting.fit("chinchilla", chinchilla_runs)
   compiled = fitting.multistart._cache_size()
   jacobians = diagnostics._residuals_and_jacobian._cache_size()
