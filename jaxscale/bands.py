@@ -133,6 +133,13 @@ def _loss_QxB(law, theta_BxP, log_inputs_chunk):
   return jax.vmap(at_point)(log_inputs_chunk)
 
 
+@functools.partial(jax.jit, static_argnames=("law",))
+def _point_loss(law, theta_P, log_inputs):
+  # One program per query shape: op by op, the law's dozen primitives each compile their
+  # own (~0.05 s apiece on a CPU, and a study asks for three shapes).
+  return jnp.exp(law.log_loss(law.unflatten(theta_P), log_inputs))
+
+
 @functools.partial(jax.jit, static_argnames=("law", "chunk", "host_sort"))
 def _quantiles(law, theta_BxP, log_inputs, levels_K, *, chunk, host_sort):
   """Loss quantiles over the ``B`` sets for ``Q`` points (``Q`` a multiple of ``chunk``), shape ``(K, Q)``."""
@@ -231,7 +238,7 @@ def predict(
     log_inputs = {v: jnp.log(jnp.asarray(a)) for v, a in arrays.items()}
     point = None
     if estimate is not None:
-      point = np.asarray(jnp.exp(law.log_loss(law.unflatten(_theta(law, estimate)[0]), log_inputs)))
+      point = np.asarray(_point_loss(law, _theta(law, estimate)[0], log_inputs))
     bands, num_samples = None, 0
     if samples is not None:
       theta_BxP = _theta(law, samples)

@@ -117,14 +117,46 @@ class QuantaSource:
     """``(tokens, ranks)``: ``num_docs x doc_length`` uint8 bytes and each doc's rank."""
     rng = np.random.default_rng(seed)
     rank_D = rng.choice(self.num_keys, size=num_docs, p=self.probabilities_K)
+    return self._documents(rank_D, rng), rank_D
+
+  def _documents(self, rank_D: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The documents of ranks ``rank_D``: key, noisy continuation, random filler."""
+    num_docs = len(rank_D)
     continuation_DxC = self.continuations_KxC[rank_D].copy()
     if self.noise > 0:
       replace_DxC = rng.random(continuation_DxC.shape) < self.noise
       continuation_DxC[replace_DxC] = rng.integers(
           VOCAB_SIZE, size=int(replace_DxC.sum()), dtype=np.uint8)
     filler_DxF = rng.integers(VOCAB_SIZE, size=(num_docs, self.filler), dtype=np.uint8)
-    tokens = np.concatenate([self.codes_KxB[rank_D], continuation_DxC, filler_DxF], axis=1)
-    return tokens, rank_D
+    return np.concatenate([self.codes_KxB[rank_D], continuation_DxC, filler_DxF], axis=1)
+
+  def quota_windows(self, num_windows: int, context: int, *,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(tokens_WxL1, rank_WxL1)``: ``num_windows`` document-aligned windows of
+    ``context + 1`` tokens in which every quantum appears as often as its probability
+    says, and the rank of the document each token belongs to.
+
+    A random draw of documents lets the count of each quantum wander (a multinomial),
+    and near the floor the loss lives in the documents of quanta a model has not
+    learned, so that wandering is most of an evaluation's noise. Here the documents'
+    ranks are a systematic sample of the key law -- the points ``(i + u) / n`` of the
+    cumulative probabilities, one offset ``u`` -- so a quantum with ``n p_k >= 1``
+    appears ``floor(n p_k)`` or ``ceil(n p_k)`` times and a rarer one at most once,
+    with the right expectation; then they are shuffled into windows. The estimate
+    stays unbiased (every slot's rank is drawn from ``p_k`` marginally) and
+    continuation noise and filler bytes are drawn as in :meth:`sample`.
+    """
+    per_window = -(-(context + 1) // self.doc_length)
+    rng = np.random.default_rng(seed)
+    num_docs = num_windows * per_window
+    points = (np.arange(num_docs) + rng.random()) / num_docs
+    rank_D = np.minimum(np.searchsorted(np.cumsum(self.probabilities_K), points, side="right"),
+                        self.num_keys - 1)
+    rank_D = rng.permutation(rank_D)
+    tokens_DxT = self._documents(rank_D, rng)
+    tokens_WxL1 = tokens_DxT.reshape(num_windows, -1)[:, :context + 1]
+    rank_WxL1 = np.repeat(rank_D, self.doc_length).reshape(num_windows, -1)[:, :context + 1]
+    return tokens_WxL1, rank_WxL1
 
   def corpus(self, *, train_tokens: int = 8_388_608, heldout_tokens: int = 1_048_576,
              row_docs: int = 64, seed: int = 0, name: str = "quanta") -> Corpus:
@@ -238,7 +270,6 @@ def score_by_rank(source: QuantaSource, score_fn, *, context: int, num_docs: int
   stream_WxT = tokens_DxT[:windows * per_window].reshape(windows, -1)[:, :context + 1]
   rank_WxT = np.repeat(rank_D[:windows * per_window], source.doc_length).reshape(
       windows, -1)[:, :context + 1]
-  position_T = np.arange(context + 1) % source.doc_length
   losses, correct = [], []
   for start in range(0, windows, batch_size):
     tokens_BxL1 = stream_WxT[start:start + batch_size].astype(np.int32)
@@ -248,10 +279,21 @@ def score_by_rank(source: QuantaSource, score_fn, *, context: int, num_docs: int
     loss_BxL, correct_BxL = score_fn(padded)
     losses.append(np.asarray(loss_BxL, np.float64)[:count])
     correct.append(np.asarray(correct_BxL)[:count])
-  loss_WxL, correct_WxL = np.concatenate(losses), np.concatenate(correct)
-  is_continuation_L = ((position_T[1:] >= source.key_bytes)
-                       & (position_T[1:] < source.doc_length - source.filler))
-  rank_WxL = rank_WxT[:, 1:]
+  return rank_table(source, np.concatenate(losses), np.concatenate(correct),
+                    rank_WxT[:, 1:], context=context)
+
+
+def rank_table(source: QuantaSource, loss_WxL: np.ndarray, correct_WxL: np.ndarray,
+               rank_WxL: np.ndarray, *, context: int) -> list[dict]:
+  """:func:`score_by_rank`'s table from scores already taken: every target's loss and
+  correctness in document-aligned windows of ``context`` targets, and the 0-based rank of
+  the document each target belongs to (``W x L``, or any leading shape)."""
+  loss_WxL = np.asarray(loss_WxL, np.float64).reshape(-1, context)
+  correct_WxL = np.asarray(correct_WxL).reshape(-1, context)
+  rank_WxL = np.asarray(rank_WxL).reshape(-1, context)
+  position_L = np.arange(1, context + 1) % source.doc_length
+  is_continuation_L = ((position_L >= source.key_bytes)
+                       & (position_L < source.doc_length - source.filler))
   floors = source.position_floors()[source.key_bytes:source.doc_length - source.filler]
   q = 1 - source.noise + source.noise / VOCAB_SIZE
   rows = []

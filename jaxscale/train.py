@@ -194,7 +194,7 @@ def token_scores(model, tokens_BxL1: jax.Array) -> tuple[jax.Array, jax.Array]:
 class Steps(NamedTuple):
   """The two compiled programs of one model shape."""
   train: Callable  # (params, opt_state, tokens_SxBxL1, lr_S, active_S) -> (params, opt_state, loss_S)
-  evaluate: Callable  # (params, tokens_NxBxL1) -> (mean loss, mean accuracy)
+  evaluate: Callable  # (params, tokens_NxBxL1) -> (loss_NxBxL, correct_NxBxL), every target's
 
 
 def _step_functions(graphdef, optimizer: optax.GradientTransformation) -> Steps:
@@ -216,14 +216,10 @@ def _step_functions(graphdef, optimizer: optax.GradientTransformation) -> Steps:
     return params, opt_state, loss
 
   def eval_step(params, tokens_NxBxL1):
+    # Every target's score, not their mean: the per-quantum table of a run reads the
+    # same evaluation as its loss (one forward program per shape, one pass).
     model = nnx.merge(graphdef, params)
-
-    def one_batch(tokens_BxL1):
-      loss_BxL, correct_BxL = token_scores(model, tokens_BxL1)
-      return loss_BxL.mean(), correct_BxL.mean()
-
-    loss_N, accuracy_N = jax.lax.map(one_batch, tokens_NxBxL1)
-    return loss_N.mean(), accuracy_N.mean()
+    return jax.lax.map(lambda tokens_BxL1: token_scores(model, tokens_BxL1), tokens_NxBxL1)
 
   return Steps(train=train_step, evaluate=eval_step)
 
@@ -301,10 +297,12 @@ def _jitted_init(model_config: model_lib.ModelConfig):
     rngs = nnx.Rngs(jax.random.key(seed))
     return nnx.split(model_lib.Transformer(model_config, rngs=rngs))[1]
 
-  # Initialisation runs once per run: XLA's lighter optimisation level compiles it in about
-  # half the time (1.4-2.0 s instead of 2.7-3.3 s per shape on a 2-core CPU) and draws the
-  # same parameters bit for bit (checked for d8x1 to d256x4, seeds 0, 1 and 12345).
-  return jax.jit(make, compiler_options={"xla_backend_optimization_level": 1})
+  # Initialisation runs once per run and costs microseconds, but its compile costs seconds
+  # per shape (a cold sweep pays it once per shape): with LLVM's optimisation off it
+  # compiles in 0.7x the time of level 1 (18 s instead of 28 s for d8x1 to d256x4 on one
+  # core; level 1 was already half of the default's), drawing the same parameters up to
+  # float32 rounding (about 4% of values differ in the last bit; seeds still reproduce).
+  return jax.jit(make, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def init_state(model_config: model_lib.ModelConfig, train_config: TrainConfig):
@@ -319,24 +317,58 @@ def init_state(model_config: model_lib.ModelConfig, train_config: TrainConfig):
 
 
 def eval_batches(corpus: Corpus, context: int, eval_tokens: int) -> np.ndarray:
-  """The fixed held-out windows, ``N x B x (context + 1)``, with N*B*context >= tokens."""
+  """The fixed held-out windows, ``N x B x (context + 1)``, with N*B*context >= tokens.
+
+  On a quanta corpus they are a quota sample of the language (every quantum as often as
+  its probability says, :meth:`jaxscale.quanta.QuantaSource.quota_windows`), which
+  measures a loss near the floor with less noise than twice as many random windows;
+  elsewhere they are random windows of the held-out split.
+  """
+  return _eval_set(corpus, context, eval_tokens)[0]
+
+
+def eval_ranks(corpus: Corpus, context: int, eval_tokens: int) -> np.ndarray | None:
+  """The quantum (0-based rank) whose document holds each target of
+  :func:`eval_batches`, ``N x B x context``; None off a quanta corpus."""
+  return _eval_set(corpus, context, eval_tokens)[1]
+
+
+def _eval_set(corpus: Corpus, context: int, eval_tokens: int):
+  from jaxscale import quanta
+
   sequences = -(-eval_tokens // context)
   batch = min(sequences, 64)
   n = -(-sequences // batch)
+  if isinstance(corpus.source, quanta.QuantaSource):
+    return _quota_set(corpus.source, context, n, batch)
   return np.stack([corpus.batch("heldout", i, batch_size=batch, context=context,
-                                seed=EVAL_SEED) for i in range(n)])
+                                seed=EVAL_SEED) for i in range(n)]), None
+
+
+@functools.lru_cache(maxsize=8)
+def _quota_set(source, context: int, n: int, batch: int):
+  tokens_WxL1, rank_WxL1 = source.quota_windows(n * batch, context, seed=EVAL_SEED)
+  return (tokens_WxL1.astype(np.int32).reshape(n, batch, context + 1),
+          rank_WxL1[:, 1:].reshape(n, batch, context))
 
 
 def _evaluate(evaluate: Callable, params, windows_NxBxL1: np.ndarray, *, piece: int):
-  """Mean held-out loss and accuracy over ``N`` batches, in calls of ``piece`` batches when
-  ``piece`` divides ``N``: a larger final evaluation then reuses the compiled program of
-  the earlier ones (equal pieces, so the mean of their means is the mean)."""
+  """Every target's held-out loss and correctness, ``[K x] N x B x L``, in calls of
+  ``piece`` batches when ``piece`` divides ``N``: a larger final evaluation then reuses
+  the compiled program of the earlier ones."""
   count = len(windows_NxBxL1)
   if count % piece:
     return jax.device_get(evaluate(params, windows_NxBxL1))
-  parts = [evaluate(params, windows_NxBxL1[i:i + piece]) for i in range(0, count, piece)]
-  losses, accuracies = zip(*jax.device_get(parts))
-  return np.mean(losses, axis=0), np.mean(accuracies, axis=0)
+  parts = jax.device_get([evaluate(params, windows_NxBxL1[i:i + piece])
+                          for i in range(0, count, piece)])
+  # The batch axis is the first one after the run axis of runs trained together.
+  axis = parts[0][0].ndim - 3
+  return tuple(np.concatenate(scores, axis=axis) for scores in zip(*parts))
+
+
+def _means(scores_NxBxL: np.ndarray) -> np.ndarray:
+  """Mean over the last three axes (one value per run), in float64."""
+  return np.asarray(scores_NxBxL, np.float64).mean(axis=(-3, -2, -1))
 
 
 class StepInfo(NamedTuple):
@@ -361,6 +393,9 @@ class TrainResult:
   wall_time_s: float
   resumed_from_step: int = 0
   params: Any = dataclasses.field(default=None, repr=False)  # the trained nnx.State
+  # The final evaluation's (loss_NxBxL, correct_NxBxL) on eval_batches(corpus, context,
+  # final_eval_tokens); None when a resumed run had nothing left to do.
+  final_scores: Any = dataclasses.field(default=None, repr=False)
 
 
 class RunCheckpointer:
@@ -640,7 +675,7 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
             np.stack(rates + [np.zeros_like(rates[0])] * padding),
             np.arange(STEPS_PER_CALL) < count)
 
-  started, step = time.monotonic(), start_step
+  started, step, final_scores = time.monotonic(), start_step, None
   stops = chunk_ends(start_step, total_steps, evals_at)
   inputs = chunk_inputs(step, stops[0]) if stops else None
   for index, stop in enumerate(stops):
@@ -655,10 +690,11 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
     step = stop
     if step in evals_at:
       windows = final_NxBxL1 if step == total_steps else heldout_NxBxL1
-      eval_loss, eval_accuracy = _evaluate(steps.evaluate, params, windows,
-                                           piece=len(heldout_NxBxL1))
-      for curve, loss, accuracy in zip(curves, np.atleast_1d(eval_loss),
-                                       np.atleast_1d(eval_accuracy)):
+      scores = _evaluate(steps.evaluate, params, windows, piece=len(heldout_NxBxL1))
+      if step == total_steps:
+        final_scores = scores
+      for curve, loss, accuracy in zip(curves, np.atleast_1d(_means(scores[0])),
+                                       np.atleast_1d(_means(scores[1]))):
         curve.append(dict(step=step, tokens=step * tokens_per_step, loss=float(loss),
                           accuracy=float(accuracy)))
     if checkpointer is not None and checkpointer.should_save(step, total_steps):
@@ -672,13 +708,18 @@ def train_loop(model_config: model_lib.ModelConfig, train_configs: list[TrainCon
                              train_configs=config_dicts,
                              model_config=model_config.to_dict()))
   wall_time_s = previous_wall + time.monotonic() - started
-  run_params = ([jax.tree.map(lambda leaf, k=k: leaf[k], params)
-                 for k in range(len(train_configs))] if stacked else [params])
+  runs = range(len(train_configs))
+  run_params = ([jax.tree.map(lambda leaf, k=k: leaf[k], params) for k in runs]
+                if stacked else [params])
+  run_scores = [None] * len(runs)
+  if final_scores is not None:
+    run_scores = ([tuple(s[k] for s in final_scores) for k in runs] if stacked
+                  else [final_scores])
   return [TrainResult(loss=curve[-1]["loss"], accuracy=curve[-1]["accuracy"],
                       steps=total_steps, tokens=total_steps * tokens_per_step, curve=curve,
                       wall_time_s=wall_time_s, resumed_from_step=start_step,
-                      params=trained)
-          for curve, trained in zip(curves, run_params)]
+                      params=trained, final_scores=scores)
+          for curve, trained, scores in zip(curves, run_params, run_scores)]
 
 
 def scoring_function(model_config: model_lib.ModelConfig, params) -> Callable:

@@ -87,6 +87,29 @@ def test_windows_start_at_document_boundaries():
   assert data.alignment == source.doc_length == 6
 
 
+def test_quota_windows_hold_each_quantum_as_often_as_its_probability_says():
+  source = quanta.make_quanta_source(300, exponent=1.0, continuation=5, filler=2, seed=3)
+  assert (source.key_bytes, source.doc_length) == (2, 9)
+  context, windows = 26, 512  # 3 documents per window of 27 tokens
+  tokens_WxL1, rank_WxL1 = source.quota_windows(windows, context, seed=11)
+  assert tokens_WxL1.shape == rank_WxL1.shape == (windows, context + 1)
+  # Every document is its quantum's: key, then continuation, at document boundaries.
+  for start in range(0, context + 1, 9):
+    rank_W = rank_WxL1[:, start]
+    assert np.array_equal(tokens_WxL1[:, start:start + 2], source.codes_KxB[rank_W])
+    assert np.array_equal(tokens_WxL1[:, start + 2:start + 7], source.continuations_KxC[rank_W])
+  # Counts are the expected ones rounded (a random draw of 1,536 documents would miss
+  # the head's counts by ~sqrt(n p) = 30).
+  expected_K = windows * 3 * source.probabilities_K
+  count_K = np.bincount(rank_WxL1[:, ::9].ravel(), minlength=300)
+  assert np.all(np.abs(count_K - expected_K) < 1)
+  # Another seed shuffles other documents into other windows, with the same counts.
+  other_WxL1, other_rank_WxL1 = source.quota_windows(windows, context, seed=12)
+  assert not np.array_equal(other_WxL1, tokens_WxL1)
+  assert np.all(np.abs(np.bincount(other_rank_WxL1[:, ::9].ravel(), minlength=300)
+                       - expected_K) < 1)
+
+
 def test_predicted_exponents():
   source = quanta.make_quanta_source(10, exponent=0.5, continuation=2)
   assert source.predicted_alpha == 0.5

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from jaxscale import corpus as corpus_lib
@@ -61,9 +62,12 @@ def test_final_evaluation_reuses_the_compiled_program_and_scores_agree(corpus):
   steps = train_lib.compiled_steps(CONFIG, config)
   assert steps.evaluate._cache_size() == 1
   windows = train_lib.eval_batches(corpus, CONFIG.context, 4 * 2048)
-  loss, accuracy = steps.evaluate(result.params, windows)
+  loss_NxBxL, correct_NxBxL = steps.evaluate(result.params, windows)
+  loss, accuracy = np.mean(loss_NxBxL), np.mean(correct_NxBxL)
   assert result.loss == pytest.approx(float(loss), rel=1e-6)
   assert result.accuracy == pytest.approx(float(accuracy), abs=1e-6)
+  # The run keeps those per-target scores: the per-quantum table reads them.
+  np.testing.assert_allclose(result.final_scores[0], loss_NxBxL, rtol=1e-6)
   # Per-token scores: their mean is the evaluation's, from one program for any parameters.
   scores = [train_lib.scoring_function(CONFIG, result.params)(w) for w in windows]
   assert float(sum(l.mean() for l, _ in scores) / len(scores)) == pytest.approx(float(loss), rel=1e-5)

@@ -102,6 +102,10 @@ class RunSpec:
     fields["model"] = self.model.to_dict()
     if fields["final_eval_tokens"] is None:
       del fields["final_eval_tokens"]  # plans written before the field keep their run_ids
+    if self.corpus.startswith("quanta"):
+      # Evaluated on quota windows (jaxscale.train.eval_batches) since this field: runs
+      # recorded on random windows get other run_ids, so one runs.csv never mixes them.
+      fields["eval_windows"] = "quota"
     return fields
 
   @classmethod
@@ -110,6 +114,7 @@ class RunSpec:
 
     fields = dict(fields)
     fields.pop("run_id", None)
+    fields.pop("eval_windows", None)  # follows from the corpus
     fields["model"] = ModelConfig.from_dict(fields["model"])
     return cls(**fields)
 

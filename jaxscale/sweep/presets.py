@@ -41,12 +41,15 @@ DEFAULT_CONTEXT = 64
 # lies, and a d48x2 model nears it within a CPU minute.
 LAB_CORPUS = "quanta:keys=4096,exponent=1,continuation=10,filler=4"
 LAB_BATCH_SIZE = 8  # small batches: more steps for the smallest budgets
-# A run's recorded loss is measured on 524k held-out tokens: near the floor the excess
-# lives in the few documents of quanta a model has not learned, and a small set counts
-# too few of them (65k tokens left 0.5% scatter between runs; this leaves ~0.15%). The
-# curve's earlier evaluations use 32k.
+# A run's recorded loss is measured on 262k held-out tokens laid out as a quota sample
+# of the language (every quantum as often as its probability says; see
+# jaxscale.train.eval_batches): near the floor the excess lives in the few documents of
+# quanta a model has not learned, and a random draw lets their count wander. Measured on
+# four demo runs (d16x1-d48x2) over six draws each, 262k quota tokens scatter 0.07-0.13%
+# (between two models: 0.04-0.11%), 524k random tokens 0.17-0.22% (0.05-0.13%), at half
+# the cost. The curve's earlier evaluations use 32k.
 LAB_EVAL_TOKENS = 32_768
-LAB_FINAL_EVAL_TOKENS = 524_288
+LAB_FINAL_EVAL_TOKENS = 262_144
 SEED_CORPUS = "quanta:keys=2048,exponent=0.1,continuation=14,filler=0,train_tokens=262144"
 
 

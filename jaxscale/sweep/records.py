@@ -223,17 +223,27 @@ def check_plan(out_dir: str, plan: Plan, say=None) -> None:
 
 
 def quanta_rows(spec: RunSpec, result, data) -> list[dict]:
-  """Per-quantum scores of a run on a quanta corpus (see jaxscale.quanta.score_by_rank)."""
+  """Per-quantum scores of a run on a quanta corpus, by rank bucket
+  (:func:`jaxscale.quanta.rank_table`), read from its final evaluation: the same
+  windows and the same pass as its recorded loss."""
   from jaxscale import model as model_lib
   from jaxscale import quanta
   train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
-  if not isinstance(data.source, quanta.QuantaSource) or result.params is None:
+  if not isinstance(data.source, quanta.QuantaSource):
     return []
-  score_fn = train_lib.scoring_function(spec.model, result.params)
+  context = spec.model.context
+  tokens = spec.final_eval_tokens or spec.eval_tokens
+  scores = result.final_scores
+  if scores is None:  # resumed after its last step: evaluate the restored parameters
+    if result.params is None:
+      return []
+    steps = train_lib.compiled_steps(spec.model, spec.train_config())
+    scores = steps.evaluate(result.params, train_lib.eval_batches(data, context, tokens))
   n = model_lib.count_params(spec.model)["non_embedding"]
-  return [dict(run_id=spec.run_id, N=n, D=result.tokens, **row)
-          for row in quanta.score_by_rank(data.source, score_fn, context=spec.model.context)]
+  table = quanta.rank_table(data.source, *scores, train_lib.eval_ranks(data, context, tokens),
+                            context=context)
+  return [dict(run_id=spec.run_id, N=n, D=result.tokens, **row) for row in table]
 
 
 def curve_rows(spec: RunSpec, result) -> list[dict]:
