@@ -171,3 +171,31 @@ def test_a_learning_curve_shows_slow_start_power_law_and_plateau():
   # Plateau at the floor: within 5% of it, and the last quarter gains under 1% of it.
   assert excess[-1] < 0.05 * floor
   assert excess[steps == 750][0] - excess[-1] < 0.01 * floor
+
+
+def test_per_quantum_table_is_read_from_the_final_evaluation():
+  import dataclasses
+
+  from jaxscale import train as train_lib
+  from jaxscale.sweep import RunSpec, records, size_config
+
+  spec = RunSpec(model=size_config("d16x1", context=32), tokens=8 * 32 * 24, seed=0,
+                 learning_rate=3e-3, batch_size=8, eval_tokens=1024, num_evals=2,
+                 final_eval_tokens=4096,
+                 corpus="quanta:keys=64,exponent=1,continuation=6,train_tokens=65536")
+  data = corpus_lib.load_corpus(spec.corpus)
+  result = train_lib.train(spec.model, spec.train_config(), data)
+  rows = records.quanta_rows(spec, result, data)
+  # The table's documents are the final evaluation's quota windows: its buckets' masses are
+  # p_k's, and the continuation bytes they score are part of the recorded loss.
+  ranks = train_lib.eval_ranks(data, 32, 4096)
+  assert result.final_scores[0].shape == ranks.shape
+  present = {k + 1 for k in np.unique(ranks)}
+  assert [(r["rank_lo"], r["rank_hi"]) for r in rows] == [
+      (lo, hi) for lo, hi in quanta.rank_buckets(64) if present & set(range(lo, hi + 1))]
+  # A run resumed after its last step has no scores left: the table evaluates its
+  # parameters again, and agrees.
+  again = records.quanta_rows(spec, dataclasses.replace(result, final_scores=None), data)
+  for first, second in zip(rows, again):
+    assert second["accuracy"] == pytest.approx(first["accuracy"], abs=1e-9)
+    assert second["loss"] == pytest.approx(first["loss"], rel=1e-5)
