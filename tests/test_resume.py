@@ -6,6 +6,7 @@ said on stderr. SIGKILL resumes are in tests/test_sweep.py; these add SIGINT (in
 one worker, a real process on two) with the damage done between the stop and the resume.
 """
 
+import contextlib
 import glob
 import logging
 import os
@@ -23,6 +24,19 @@ train_lib = importlib.import_module("jaxscale.train")  # the module (jaxscale.tr
 from tests.test_sweep import _committed_steps, _start, _write_config
 
 STEPS = 16 * 32  # tokens per step of the tiny config
+
+
+@contextlib.contextmanager
+def ctrl_c_reaches_us():
+  """SIGINT handled as a terminal's Ctrl-C is, whatever this process inherited: a shell
+  starts background jobs (``pytest ... &``) with SIGINT ignored, Python keeps it ignored,
+  and subprocesses inherit that; then neither test below could interrupt anything. (A
+  Python handler is not inherited: a child started meanwhile gets the default.)"""
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 def _tear_last_row(path):
@@ -67,7 +81,8 @@ def test_interrupted_sweep_resumes_past_a_torn_row_and_a_corrupted_checkpoint(tm
   monkeypatch.setattr(sweep.Progress, "on_step", interrupt_in_run_3)
   # One checkpoint, at step 8 of run 3, keeps the test short (each save costs a fraction of a second).
   monkeypatch.setattr(train_lib.RunCheckpointer, "should_save", lambda self, step, total: (step, total) == (8, 30))
-  assert cli.main(argv) == 130
+  with ctrl_c_reaches_us():
+    assert cli.main(argv) == 130
   err = capsys.readouterr().err
   assert [line for line in err.splitlines() if line.startswith("error:")] == [
       "error: interrupted; run the same command again to resume a sweep"] and "Traceback" not in err
@@ -149,7 +164,8 @@ def interrupted_workers(tmp_path_factory):
   # left no moment with one run recorded and another checkpointed).
   _write_config(config, [STEPS * 20, STEPS * 200, STEPS * 800, STEPS * 30])
   plan = sweep.plan_from_config(config)
-  process = _start(config, out, tmp / "jax-cache", "--workers", "2")
+  with ctrl_c_reaches_us():
+    process = _start(config, out, tmp / "jax-cache", "--workers", "2")
   deadline = time.monotonic() + 180
   sent = False
   while time.monotonic() < deadline and process.poll() is None:

@@ -45,7 +45,7 @@ LAB_BATCH_SIZE = 8  # small batches: more steps for the smallest budgets
 # of the language (every quantum as often as its probability says; see
 # jaxscale.train.eval_batches): near the floor the excess lives in the few documents of
 # quanta a model has not learned, and a random draw lets their count wander. Measured on
-# four demo runs (d16x1-d48x2) over six draws each, 262k quota tokens scatter 0.07-0.13%
+# four demo runs (d16x1-d64x2) over six draws each, 262k quota tokens scatter 0.07-0.13%
 # (between two models: 0.04-0.11%), 524k random tokens 0.17-0.22% (0.05-0.13%), at half
 # the cost. The curve's earlier evaluations use 32k.
 LAB_EVAL_TOKENS = 32_768
