@@ -371,12 +371,17 @@ def parse_quanta_spec(spec: str) -> dict:
   return kwargs
 
 
+def is_quanta_spec(spec: str) -> bool:
+  """Whether ``spec`` names the quanta language (``"quanta"`` or ``"quanta:..."``)."""
+  return spec == "quanta" or spec.startswith("quanta:")
+
+
 def load_corpus(spec: str) -> Corpus:
   """``"quanta"`` (the lab's language, options as ``"quanta:keys=4096,noise=0"``),
   ``"synthetic"`` (the Markov language), ``"stdlib"``, or a text file/folder."""
   if not isinstance(spec, str) or not spec:
     raise ValueError(f"corpus must be 'quanta', 'synthetic', 'stdlib' or a path, got {spec!r}.")
-  if spec == "quanta" or spec.startswith("quanta:"):
+  if is_quanta_spec(spec):
     from jaxscale.quanta import quanta_corpus
 
     return quanta_corpus(**parse_quanta_spec(spec))

@@ -131,12 +131,13 @@ HELDOUT_BOOTSTRAP = 1000  # replicates of the held-out fit (its band needs no mo
 def _truth(frame, plan) -> dict[str, Any]:
   """The corpus's exact floor at the runs' context and, for the quanta language, the
   exponents its theory predicts; nulls on a corpus whose law is unknown."""
+  from jaxscale import corpus as corpus_lib
   from jaxscale import quanta
 
   floors = frame["loss_floor"].dropna() if "loss_floor" in frame.columns else []
   truth: dict[str, Any] = {"E": float(floors.iloc[0]) if len(floors) else None,
                            "alpha": None, "beta": None, "corpus": plan.runs[0].corpus}
-  if truth["E"] is not None and plan.runs[0].corpus.startswith("quanta"):
+  if truth["E"] is not None and corpus_lib.is_quanta_spec(plan.runs[0].corpus):
     source = quanta.source_from_spec(plan.runs[0].corpus)
     truth.update(alpha=source.predicted_alpha, beta=source.predicted_beta,
                  quanta_exponent=source.exponent, num_keys=source.num_keys,

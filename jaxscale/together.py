@@ -81,8 +81,9 @@ def compiled_steps(model_config: model_lib.ModelConfig,
   """The jitted, vmapped programs for a model shape (see :func:`jaxscale.train.compiled_steps`).
 
   ``train(params_K, opt_state_K, tokens_SxKxBxL1, lr_SxK, active_S)`` and
-  ``evaluate(params_K, tokens_NxBxL1) -> (loss_KxNxBxL, correct_KxNxBxL)``, every
-  run's score of every target of the held-out batches shared by all runs. K is a shape, so jit compiles once per K.
+  ``evaluate(params_K, tokens_NxBxL1) -> (loss_KxNxBxL, correct_KxNxBxL)``, each run's
+  score of every target of the held-out batches all runs share. K is a shape, so jit
+  compiles once per K.
   """
   return train_lib.compiled_steps(model_config, train_config, stacked=True)
 

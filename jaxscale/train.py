@@ -366,6 +366,18 @@ def _evaluate(evaluate: Callable, params, windows_NxBxL1: np.ndarray, *, piece: 
   return tuple(np.concatenate(scores, axis=axis) for scores in zip(*parts))
 
 
+def evaluate_final(model_config: model_lib.ModelConfig, train_config: TrainConfig,
+                   corpus: Corpus, params):
+  """``(loss_NxBxL, correct_NxBxL)`` of ``params`` on a run's final evaluation windows,
+  through the compiled program :func:`train_loop` evaluates with (for a run restored
+  after its last step, whose loop had nothing left to do)."""
+  context = model_config.context
+  tokens = train_config.final_eval_tokens or train_config.eval_tokens
+  steps = compiled_steps(model_config, train_config)
+  return _evaluate(steps.evaluate, params, eval_batches(corpus, context, tokens),
+                   piece=len(eval_batches(corpus, context, train_config.eval_tokens)))
+
+
 def _means(scores_NxBxL: np.ndarray) -> np.ndarray:
   """Mean over the last three axes (one value per run), in float64."""
   return np.asarray(scores_NxBxL, np.float64).mean(axis=(-3, -2, -1))

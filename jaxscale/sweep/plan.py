@@ -102,7 +102,9 @@ class RunSpec:
     fields["model"] = self.model.to_dict()
     if fields["final_eval_tokens"] is None:
       del fields["final_eval_tokens"]  # plans written before the field keep their run_ids
-    if self.corpus.startswith("quanta"):
+    from jaxscale.corpus import is_quanta_spec
+
+    if is_quanta_spec(self.corpus):
       # Evaluated on quota windows (jaxscale.train.eval_batches) since this field: runs
       # recorded on random windows get other run_ids, so one runs.csv never mixes them.
       fields["eval_windows"] = "quota"
@@ -355,9 +357,9 @@ def check_corpus(corpus: str) -> None:
   """A ValueError now, before anything is written, for a corpus that cannot be loaded."""
   if not isinstance(corpus, str) or not corpus:
     raise ValueError(f"corpus must be 'synthetic', 'stdlib' or a path, got {corpus!r}.")
-  if corpus == "quanta" or corpus.startswith("quanta:"):
-    from jaxscale import corpus as corpus_lib
+  from jaxscale import corpus as corpus_lib
 
+  if corpus_lib.is_quanta_spec(corpus):
     corpus_lib.parse_quanta_spec(corpus)  # a ValueError naming a bad option
     return
   if corpus not in ("synthetic", "stdlib") and not os.path.exists(corpus):

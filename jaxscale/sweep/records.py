@@ -238,10 +238,7 @@ def quanta_rows(spec: RunSpec, result, data) -> list[dict]:
   if scores is None:  # resumed after its last step: evaluate the restored parameters
     if result.params is None:
       return []
-    steps = train_lib.compiled_steps(spec.model, spec.train_config())
-    piece = len(train_lib.eval_batches(data, context, spec.eval_tokens))  # the compiled shape
-    scores = train_lib._evaluate(steps.evaluate, result.params,
-                                 train_lib.eval_batches(data, context, tokens), piece=piece)
+    scores = train_lib.evaluate_final(spec.model, spec.train_config(), data, result.params)
   n = model_lib.count_params(spec.model)["non_embedding"]
   table = quanta.rank_table(data.source, *scores, train_lib.eval_ranks(data, context, tokens),
                             context=context)
