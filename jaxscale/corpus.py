@@ -23,7 +23,7 @@ import math
 import os
 import pathlib
 import sysconfig
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -49,6 +49,9 @@ class Corpus:
     source: the generating source when its floor is not the entropy rate's simple form
       and it can score a model further (a :class:`jaxscale.quanta.QuantaSource`, whose
       ``loss_floor`` the corpus's defers to), else None.
+    stream: when set, training batches are ``stream(step, batch_size=, context=,
+      seed=)``, an endless stream of fresh text (the quanta language's
+      :meth:`~jaxscale.quanta.QuantaSource.stream_batch`), and ``train_RxT`` is empty.
   """
 
   name: str
@@ -59,6 +62,7 @@ class Corpus:
   conditional_entropies: tuple[float, ...] = ()
   alignment: int = 1
   source: object = None
+  stream: Callable | None = None
 
   def rows(self, split: str) -> np.ndarray:
     if split not in SPLITS:
@@ -71,6 +75,8 @@ class Corpus:
 
     Inputs are ``tokens[:, :-1]`` and next-token targets ``tokens[:, 1:]``.
     """
+    if split == "train" and self.stream is not None:
+      return self.stream(step, batch_size=batch_size, context=context, seed=seed)
     rows_RxT = self.rows(split)
     R, T = rows_RxT.shape
     if context + 1 > T:
@@ -349,7 +355,7 @@ def _bytes_corpus(name, base, files, max_bytes, heldout_fraction, *, by_hash) ->
 
 
 QUANTA_OPTIONS = {"keys": int, "exponent": float, "continuation": int, "noise": float,
-                  "filler": int, "seed": int, "train_tokens": int}
+                  "filler": int, "seed": int, "train_tokens": int, "stream": int}
 
 
 def parse_quanta_spec(spec: str) -> dict:

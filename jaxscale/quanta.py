@@ -15,6 +15,12 @@ byte is known given the key up to the noise, whose entropy is ``h = -q log q - (
 (noise/V) log(noise/V)`` with ``q = 1 - noise + noise/V``. The mean over a window's
 targets of these per-position floors is :meth:`QuantaSource.loss_floor`.
 
+**Training text** is a fixed sample of the language, served as random windows
+(:meth:`QuantaSource.corpus`), or an endless stream of fresh documents whose quanta follow
+a low-discrepancy sequence of ``p_k`` (:meth:`QuantaSource.stream_batch`, corpus option
+``stream=1``), so that no run sees a quantum much more or less often than ``D p_k /
+doc_length`` times.
+
 **The predicted exponents** (derivation in ``docs``-style prose, kept here):
 
 * A model that has learned the n most frequent quanta pays an excess loss on every
@@ -149,20 +155,64 @@ class QuantaSource:
     per_window = -(-(context + 1) // self.doc_length)
     rng = np.random.default_rng(seed)
     num_docs = num_windows * per_window
-    points = (np.arange(num_docs) + rng.random()) / num_docs
-    rank_D = np.minimum(np.searchsorted(np.cumsum(self.probabilities_K), points, side="right"),
-                        self.num_keys - 1)
-    rank_D = rng.permutation(rank_D)
+    rank_D = rng.permutation(self._ranks_at((np.arange(num_docs) + rng.random()) / num_docs))
     tokens_DxT = self._documents(rank_D, rng)
     tokens_WxL1 = tokens_DxT.reshape(num_windows, -1)[:, :context + 1]
     rank_WxL1 = np.repeat(rank_D, self.doc_length).reshape(num_windows, -1)[:, :context + 1]
     return tokens_WxL1, rank_WxL1
 
-  def corpus(self, *, train_tokens: int = 8_388_608, heldout_tokens: int = 1_048_576,
+  def stream_batch(self, step: int, *, batch_size: int, context: int,
+                   seed: int) -> np.ndarray:
+    """Batch ``step`` of an endless training stream: int32 ``tokens_BxL1``, a pure
+    function of the arguments, each row a document-aligned window of fresh documents.
+
+    The stream's document ranks follow a low-discrepancy sequence of the key law: the
+    i-th document's rank sits at the point ``bitreverse(i) XOR mask`` of the cumulative
+    probabilities (a van der Corput sequence under a seeded random digital shift), so
+    after any number of documents n every quantum has been seen within a few of
+    ``n p_k`` times, not a Poisson count around it. Each step's documents are shuffled
+    across its windows, so their order carries nothing a model could learn. Marginally
+    every document is still drawn from ``p_k`` (continuation noise and filler bytes are
+    random, as in :meth:`sample`); what the sequence removes is the run-to-run wandering
+    of how often a rare quantum happens to come by. On the lab language four demo runs
+    (d8x1 to d48x2, five seeds each) scatter by 0.15-0.54% (standard deviation of log
+    loss) on random windows of the fixed sample and by 0.05-0.26% on this stream; what is
+    left is training's own (init and order). The corpus spec option ``stream=1`` selects it.
+
+    Example:
+      >>> source = make_quanta_source(num_keys=64, exponent=1.0, continuation=6)
+      >>> source.stream_batch(0, batch_size=2, context=15, seed=0).shape
+      (2, 16)
+    """
+    per_window = -(-(context + 1) // self.doc_length)
+    num_docs = batch_size * per_window
+    index_D = np.arange(step * num_docs, (step + 1) * num_docs, dtype=np.uint64)
+    mask = np.random.default_rng([seed, _STREAM_SALT]).integers(
+        np.iinfo(np.int64).max, dtype=np.int64).astype(np.uint64)
+    points_D = (_bit_reverse(index_D) ^ (mask << np.uint64(1))) * 2.0**-64
+    rng = np.random.default_rng([seed, step, _STREAM_SALT])
+    rank_D = rng.permutation(self._ranks_at(points_D))
+    tokens_BxT = self._documents(rank_D, rng).reshape(batch_size, -1)
+    return tokens_BxT[:, :context + 1].astype(np.int32)
+
+  def _ranks_at(self, points: np.ndarray) -> np.ndarray:
+    """The 0-based rank whose cumulative-probability interval holds each point of [0, 1)."""
+    cumulative_K = np.cumsum(self.probabilities_K)
+    return np.minimum(np.searchsorted(cumulative_K, points, side="right"), self.num_keys - 1)
+
+  def corpus(self, *, train_tokens: int | None = 8_388_608, heldout_tokens: int = 1_048_576,
              row_docs: int = 64, seed: int = 0, name: str = "quanta") -> Corpus:
-    """Train and held-out rows of ``row_docs`` documents each, windows aligned to docs."""
+    """Train and held-out rows of ``row_docs`` documents each, windows aligned to docs.
+
+    With a number of ``train_tokens``, training reads windows of a fixed sample of that
+    many tokens, which a long run sees again, epoch after epoch; with None, it reads
+    :meth:`stream_batch`, an endless stream of fresh documents (``train_RxT`` is empty).
+    """
     rows = []
     for split_seed, tokens in ((seed + 1, train_tokens), (seed + 2, heldout_tokens)):
+      if tokens is None:
+        rows.append(np.zeros((0, row_docs * self.doc_length), np.uint8))
+        continue
       docs = max(row_docs, -(-tokens // self.doc_length))
       docs -= docs % row_docs
       sampled, _ = self.sample(docs, seed=split_seed)
@@ -170,7 +220,21 @@ class QuantaSource:
     return Corpus(name=name, vocab_size=VOCAB_SIZE,
                   entropy_rate=float(self.position_floors().mean()),
                   train_RxT=rows[0], heldout_RxT=rows[1], alignment=self.doc_length,
-                  source=self)
+                  source=self, stream=self.stream_batch if train_tokens is None else None)
+
+
+_STREAM_SALT = 0x5157  # keeps the stream's draws apart from sample()'s and quota_windows'
+
+
+def _bit_reverse(index: np.ndarray) -> np.ndarray:
+  """The 64 bits of each uint64 in reverse order (the van der Corput radical inverse)."""
+  x = index.astype(np.uint64)
+  for shift, mask in ((1, 0x5555555555555555), (2, 0x3333333333333333),
+                      (4, 0x0F0F0F0F0F0F0F0F), (8, 0x00FF00FF00FF00FF),
+                      (16, 0x0000FFFF0000FFFF)):
+    shift, mask = np.uint64(shift), np.uint64(mask)
+    x = ((x >> shift) & mask) | ((x & mask) << shift)
+  return (x >> np.uint64(32)) | (x << np.uint64(32))
 
 
 def _prefix_entropy(p_K: np.ndarray, codes_KxB: np.ndarray, length: int) -> float:
@@ -223,22 +287,43 @@ def make_quanta_source(num_keys: int = 16_384, *, exponent: float = 0.5,
 
 
 def source_from_spec(spec: str) -> QuantaSource:
-  """The source behind a ``"quanta:..."`` corpus spec, without sampling any text."""
+  """The source behind a ``"quanta:..."`` corpus spec, without sampling any text.
+
+  A ValueError names a bad option, so this also checks a spec before a sweep starts.
+  """
   from jaxscale.corpus import parse_quanta_spec
 
   options = parse_quanta_spec(spec)
-  options.pop("train_tokens", None)
+  _check_training(options.pop("stream", 0), options.pop("train_tokens", None))
   return make_quanta_source(**options)
+
+
+def _check_training(stream: int, train_tokens: int | None) -> None:
+  if stream not in (0, 1):
+    raise ValueError(f"stream must be 0 (a fixed training sample) or 1 (the endless"
+                     f" low-discrepancy stream), got {stream!r}.")
+  if stream and train_tokens is not None:
+    raise ValueError("a quanta corpus takes train_tokens (a fixed training sample) or"
+                     " stream=1 (an endless stream), not both; drop one.")
 
 
 @functools.lru_cache(maxsize=4)
 def quanta_corpus(num_keys: int = 16_384, *, exponent: float = 0.5, continuation: int = 14,
                   noise: float = 0.0, filler: int = 0, seed: int = 0,
-                  train_tokens: int = 8_388_608, heldout_tokens: int = 1_048_576) -> Corpus:
-  """The lab's quanta corpus (cached per process)."""
+                  train_tokens: int | None = None, heldout_tokens: int = 1_048_576,
+                  stream: int = 0) -> Corpus:
+  """The lab's quanta corpus (cached per process); see :meth:`QuantaSource.corpus`.
+
+  Training reads windows of a fixed sample of ``train_tokens`` (default 8,388,608), or
+  with ``stream=1`` the endless low-discrepancy stream of :meth:`QuantaSource.stream_batch`.
+  """
+  _check_training(stream, train_tokens)
   source = make_quanta_source(num_keys, exponent=exponent, continuation=continuation,
                               noise=noise, filler=filler, seed=seed)
-  return source.corpus(train_tokens=train_tokens, heldout_tokens=heldout_tokens, seed=seed)
+  if stream:
+    return source.corpus(train_tokens=None, heldout_tokens=heldout_tokens, seed=seed)
+  return source.corpus(train_tokens=train_tokens or 8_388_608, heldout_tokens=heldout_tokens,
+                       seed=seed)
 
 
 # Rank buckets for per-quantum metrics: 1, 2-3, 4-7, ... (powers of two).

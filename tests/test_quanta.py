@@ -110,6 +110,43 @@ def test_quota_windows_hold_each_quantum_as_often_as_its_probability_says():
                        - expected_K) < 1)
 
 
+def test_training_stream_sees_each_quantum_as_often_as_its_probability_says():
+  source = quanta.make_quanta_source(300, exponent=1.0, continuation=5, filler=2, seed=3)
+  data = source.corpus(train_tokens=None, heldout_tokens=900)  # the endless stream
+  assert data.num_tokens("train") == 0 and data.stream is not None
+  context, batch = 26, 4  # 3 documents per window, 12 per step
+  steps = [data.batch("train", step, batch_size=batch, context=context, seed=5)
+           for step in range(400)]
+  assert steps[0].shape == (batch, context + 1) and steps[0].dtype == np.int32
+  code_to_rank = {tuple(code): rank for rank, code in enumerate(source.codes_KxB)}
+  rank_SxD = np.array([[code_to_rank[tuple(w[start:start + 2])] for w in tokens
+                        for start in (0, 9, 18)] for tokens in steps])
+  # Every document is its quantum's: the key's continuation follows it.
+  tokens = steps[3]
+  assert np.array_equal(tokens[:, 2:7], source.continuations_KxC[rank_SxD[3, ::3]])
+  # After any number of steps every quantum has come by within a few of n p_k times;
+  # a random draw misses the head by ~sqrt(n p) (here up to 30) and the rare ones by
+  # their Poisson spread.
+  for n_steps in (25, 100, 133, 400):
+    count_K = np.bincount(rank_SxD[:n_steps].ravel(), minlength=300)
+    expected_K = n_steps * 12 * source.probabilities_K
+    assert np.all(np.abs(count_K - expected_K) <= 3), n_steps
+  # A batch is a pure function of (seed, step); another seed gives other documents.
+  assert np.array_equal(data.batch("train", 7, batch_size=batch, context=context, seed=5), steps[7])
+  assert not np.array_equal(data.batch("train", 7, batch_size=batch, context=context, seed=6), steps[7])
+  # The documents' order within a step is shuffled: the head quantum (p = 0.6) does not
+  # sit at fixed slots, so the order carries nothing a model could learn.
+  head_share_D = (rank_SxD == 0).mean(axis=0)
+  assert np.all(np.abs(head_share_D - source.probabilities_K[0]) < 0.1)
+  # With train_tokens the corpus is a fixed sample again (the seed experiment's epochs).
+  fixed = source.corpus(train_tokens=2700, heldout_tokens=900, row_docs=10)
+  assert fixed.stream is None and fixed.num_tokens("train") == 2700
+  # The corpus spec selects it with stream=1.
+  spec = "quanta:keys=64,exponent=1,continuation=6,stream=1"
+  assert corpus_lib.load_corpus(spec).stream is not None
+  assert corpus_lib.load_corpus(spec.replace("stream=1", "stream=0")).stream is None
+
+
 def test_predicted_exponents():
   source = quanta.make_quanta_source(10, exponent=0.5, continuation=2)
   assert source.predicted_alpha == 0.5
@@ -141,6 +178,8 @@ def test_bad_configs_are_refused(kwargs, match):
     ("quanta:size=3", "name=value"),
     ("quanta:keys=many", "keys must be a int"),
     ("quanta:keys=0", "key space cannot be empty"),
+    ("quanta:keys=64,stream=2", "stream must be 0"),
+    ("quanta:keys=64,stream=1,train_tokens=4096", "not both"),
 ])
 def test_bad_corpus_specs_are_refused(spec, match):
   with pytest.raises(ValueError, match=match):

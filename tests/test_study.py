@@ -10,7 +10,7 @@ from jaxscale import runs as runs_lib
 # Three tiny shapes at two IsoFLOP budgets: the whole pipeline in seconds, not the presets' minutes.
 TINY_STUDY = {
     "name": "tiny-study",
-    "corpus": "quanta:keys=64,exponent=1,continuation=5,filler=2,train_tokens=65536",
+    "corpus": "quanta:keys=64,exponent=1,continuation=5,filler=2,stream=1",  # the endless stream
     "sizes": [
         {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32},
         {"d_model": 24, "n_layers": 1, "n_heads": 2, "d_ff": 48},

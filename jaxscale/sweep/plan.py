@@ -360,7 +360,9 @@ def check_corpus(corpus: str) -> None:
   from jaxscale import corpus as corpus_lib
 
   if corpus_lib.is_quanta_spec(corpus):
-    corpus_lib.parse_quanta_spec(corpus)  # a ValueError naming a bad option
+    from jaxscale.quanta import source_from_spec
+
+    source_from_spec(corpus)  # a ValueError naming a bad option
     return
   if corpus not in ("synthetic", "stdlib") and not os.path.exists(corpus):
     raise ValueError(f"corpus {corpus!r} is neither 'quanta', 'synthetic', 'stdlib' nor an"
