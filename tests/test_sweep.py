@@ -44,6 +44,19 @@ def test_isoflop_plan_takes_sizes_per_budget():
     sweep.isoflop_plan([1e10, 3e10], {1e10: ["d32x2"]})
 
 
+def test_workers_claim_the_longest_run_first_counting_its_steps(tmp_path):
+  # d8x1 at 3e10 FLOPs trains 7,488 steps (~18 s on 2 cores); d64x2 at 1e11 only 304 (~6 s)
+  # although it has three times the FLOPs. Ranked by FLOPs, the slow small run came last.
+  plan = sweep.isoflop_plan([3e10, 1e11], {3e10: ["d8x1"], 1e11: ["d64x2"]}, batch_size=8)
+  small, large = plan.runs
+  assert model_lib.flops_per_token(large.model) * large.tokens > 3 * model_lib.flops_per_token(small.model) * small.tokens
+  assert claims.expected_cost(small) > claims.expected_cost(large)
+  first = claims.claim_next(plan, str(tmp_path), largest_first=True)
+  second = claims.claim_next(plan, str(tmp_path), largest_first=True)
+  assert [spec for _, spec in first + second] == [small, large]
+  assert claims.claim_next(plan, str(tmp_path), largest_first=True) == []
+
+
 def test_presets_shape():
   quick = sweep.make_plan("quick")
   assert len(quick.runs) >= 6
