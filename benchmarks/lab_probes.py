@@ -1,0 +1,95 @@
+"""What sets the demo's scatter and misfit: the probes behind the README's lab section.
+
+Not a speed benchmark: each probe retrains some of the demo preset's runs, changing one
+thing, and prints a Markdown table of final losses.
+
+* ``seeds`` -- seed-to-seed scatter (standard deviation of log loss over ``--seeds``
+  seeds) of four demo runs on the default training data, random windows of the fixed
+  8.4M-token sample, and on the quanta language's low-discrepancy stream (``stream=1``).
+* ``lr`` -- the same runs' final loss at ``--factors`` times the default learning rate,
+  on the stream (where the scatter is smallest).
+
+    python benchmarks/lab_probes.py seeds [--seeds 5] [--runs C=3e+10@d8x1,...]
+    python benchmarks/lab_probes.py lr [--factors 0.5,1,2]
+
+Measured on 2 cores (one run at a time, ~2.5 and ~4 minutes), see the README's "Why the
+exponents' intervals stay wide".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+
+from jaxscale import sweep
+from jaxscale import train as train_lib
+from jaxscale.corpus import load_corpus
+
+DEFAULT_RUNS = "C=3e+10@d8x1,C=3e+10@d32x1,C=1e+11@d32x2,C=1e+11@d48x2"
+
+
+def demo_run(group: str, size: str) -> sweep.RunSpec:
+  """The demo preset's seed-0 run of ``size`` at budget ``group`` (e.g. ``"C=1e+11"``)."""
+  for spec in sweep.make_plan("demo").runs:
+    if spec.group == group and sweep.size_name(spec.model) == size and spec.seed == 0:
+      return spec
+  raise SystemExit(f"error: the demo preset has no run {size} at {group}")
+
+
+def final_loss(spec: sweep.RunSpec, corpus: str) -> float:
+  spec = dataclasses.replace(spec, corpus=corpus)
+  return train_lib.train(spec.model, spec.train_config(), load_corpus(corpus)).loss
+
+
+def probe_seeds(runs, seeds: int) -> None:
+  print("| run | fixed sample: std of log loss | stream | stream's mean - fixed's |")
+  print("|---|---|---|---|")
+  for group, size in runs:
+    spec = demo_run(group, size)
+    losses = {}
+    for name, corpus in (("fixed", sweep.LAB_CORPUS), ("stream", sweep.LAB_CORPUS + ",stream=1")):
+      losses[name] = np.log([final_loss(dataclasses.replace(spec, seed=s), corpus)
+                             for s in range(seeds)])
+    fixed, stream = losses["fixed"], losses["stream"]
+    print(f"| {size} at {group} | {100 * statistics.stdev(fixed):.2f}% |"
+          f" {100 * statistics.stdev(stream):.2f}% | {100 * (stream.mean() - fixed.mean()):+.2f}% |",
+          flush=True)
+
+
+def probe_learning_rate(runs, factors) -> None:
+  print("| run | steps | " + " | ".join(f"lr x{f:g}" for f in factors) + " |")
+  print("|---|---|" + "---|" * len(factors))
+  corpus = sweep.LAB_CORPUS + ",stream=1"
+  for group, size in runs:
+    spec = demo_run(group, size)
+    steps = train_lib.num_steps(spec.tokens, spec.batch_size, spec.model.context)
+    losses = [final_loss(dataclasses.replace(spec, learning_rate=spec.learning_rate * f), corpus)
+              for f in factors]
+    best = min(losses)
+    cells = [f"**{loss:.4f}**" if loss == best else f"{loss:.4f}" for loss in losses]
+    print(f"| {size} at {group} | {steps} | " + " | ".join(cells) + " |", flush=True)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("probe", choices=("seeds", "lr"))
+  parser.add_argument("--runs", default=DEFAULT_RUNS,
+                      help="comma-separated BUDGET@SIZE of the demo preset's runs")
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--factors", default="0.5,1,2")
+  args = parser.parse_args()
+  runs = [tuple(item.split("@")) for item in args.runs.split(",")]
+  started = time.monotonic()
+  if args.probe == "seeds":
+    probe_seeds(runs, args.seeds)
+  else:
+    probe_learning_rate(runs, [float(f) for f in args.factors.split(",")])
+  print(f"\n{time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+  main()
