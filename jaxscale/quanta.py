@@ -54,6 +54,7 @@ import numpy as np
 from jaxscale.corpus import Corpus
 
 VOCAB_SIZE = 256
+DEFAULT_TRAIN_TOKENS = 8_388_608  # the fixed training sample's size
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -187,20 +188,22 @@ class QuantaSource:
     per_window = -(-(context + 1) // self.doc_length)
     num_docs = batch_size * per_window
     index_D = np.arange(step * num_docs, (step + 1) * num_docs, dtype=np.uint64)
-    mask = np.random.default_rng([seed, _STREAM_SALT]).integers(
-        np.iinfo(np.int64).max, dtype=np.int64).astype(np.uint64)
-    points_D = (_bit_reverse(index_D) ^ (mask << np.uint64(1))) * 2.0**-64
+    points_D = (_bit_reverse(index_D) ^ _digital_shift(seed)) * 2.0**-64
     rng = np.random.default_rng([seed, step, _STREAM_SALT])
     rank_D = rng.permutation(self._ranks_at(points_D))
     tokens_BxT = self._documents(rank_D, rng).reshape(batch_size, -1)
     return tokens_BxT[:, :context + 1].astype(np.int32)
 
+  @functools.cached_property
+  def _cumulative_K(self) -> np.ndarray:
+    return np.cumsum(self.probabilities_K)
+
   def _ranks_at(self, points: np.ndarray) -> np.ndarray:
     """The 0-based rank whose cumulative-probability interval holds each point of [0, 1)."""
-    cumulative_K = np.cumsum(self.probabilities_K)
-    return np.minimum(np.searchsorted(cumulative_K, points, side="right"), self.num_keys - 1)
+    return np.minimum(np.searchsorted(self._cumulative_K, points, side="right"),
+                      self.num_keys - 1)
 
-  def corpus(self, *, train_tokens: int | None = 8_388_608, heldout_tokens: int = 1_048_576,
+  def corpus(self, *, train_tokens: int | None = DEFAULT_TRAIN_TOKENS, heldout_tokens: int = 1_048_576,
              row_docs: int = 64, seed: int = 0, name: str = "quanta") -> Corpus:
     """Train and held-out rows of ``row_docs`` documents each, windows aligned to docs.
 
@@ -224,6 +227,13 @@ class QuantaSource:
 
 
 _STREAM_SALT = 0x5157  # keeps the stream's draws apart from sample()'s and quota_windows'
+
+
+@functools.lru_cache(maxsize=64)
+def _digital_shift(seed: int) -> np.uint64:
+  """The stream's random 64-bit XOR mask for ``seed`` (its lowest bit 0)."""
+  draw = np.random.default_rng([seed, _STREAM_SALT]).integers(np.iinfo(np.int64).max)
+  return np.uint64(draw) << np.uint64(1)
 
 
 def _bit_reverse(index: np.ndarray) -> np.ndarray:
@@ -314,16 +324,16 @@ def quanta_corpus(num_keys: int = 16_384, *, exponent: float = 0.5, continuation
                   stream: int = 0) -> Corpus:
   """The lab's quanta corpus (cached per process); see :meth:`QuantaSource.corpus`.
 
-  Training reads windows of a fixed sample of ``train_tokens`` (default 8,388,608), or
+  Training reads windows of a fixed sample of ``train_tokens`` (default
+  ``DEFAULT_TRAIN_TOKENS``), or
   with ``stream=1`` the endless low-discrepancy stream of :meth:`QuantaSource.stream_batch`.
   """
   _check_training(stream, train_tokens)
   source = make_quanta_source(num_keys, exponent=exponent, continuation=continuation,
                               noise=noise, filler=filler, seed=seed)
-  if stream:
-    return source.corpus(train_tokens=None, heldout_tokens=heldout_tokens, seed=seed)
-  return source.corpus(train_tokens=train_tokens or 8_388_608, heldout_tokens=heldout_tokens,
-                       seed=seed)
+  if not stream and train_tokens is None:
+    train_tokens = DEFAULT_TRAIN_TOKENS
+  return source.corpus(train_tokens=train_tokens, heldout_tokens=heldout_tokens, seed=seed)
 
 
 # Rank buckets for per-quantum metrics: 1, 2-3, 4-7, ... (powers of two).
