@@ -48,7 +48,7 @@ def run(
     progress: show sweep progress on stderr.
     workers: training processes for the sweep (see :func:`jaxscale.sweep.run_sweep`).
   """
-  from jaxscale import allocation, diagnostics, fitting, isoflop, resampling, runs as runs_lib, summary, sweep
+  from jaxscale import allocation, diagnostics, fitting, identifiability, isoflop, resampling, runs as runs_lib, summary, sweep
 
   if bootstrap < 0:
     raise ValueError(f"bootstrap must be >= 0, got {bootstrap}")
@@ -84,6 +84,10 @@ def run(
   )
   facts = summary.summarize(fit, runs=runs)
   findings = diagnostics.diagnose(fit, runs)
+  try:
+    precision = identifiability.assess(fit, runs)
+  except ValueError:  # no degree of freedom left: the report says so elsewhere
+    precision = None
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # skipped budgets are reported in the result itself
     try:
@@ -112,6 +116,7 @@ def run(
       "summary": facts,
       "summary_text": summary.format_summary(facts),
       "diagnostics": findings,
+      "identifiability": precision,
       "approach2": approach2,
       "entropy_rate": float(entropy.iloc[0]) if len(entropy) else None,
       "figures": figures,
@@ -283,6 +288,7 @@ def study_json(result: dict[str, Any]) -> dict[str, Any]:
               "status": fit.status},
       "heldout": result["heldout"],
       "diagnostics": [str(d) for d in result["diagnostics"]],
+      "identifiability": result.get("identifiability"),
       "runs": frame[columns].to_dict(orient="records"),
       "wall_s": result["timings"]["total"],
       "timings": result["timings"],
@@ -357,6 +363,21 @@ def _truth_section(result) -> list[str]:
               "language, not of the language alone; E is a property of the language, and that is what "
               "the fit recovers."]
   return lines
+
+
+def _identifiability_section(result) -> list[str]:
+  """What the runs' scatter allows the exponents' intervals to be (jaxscale.identifiability)."""
+  from jaxscale import identifiability
+
+  facts = result.get("identifiability")
+  if not facts:
+    return []
+  bootstrap = {}
+  for name in facts["names"]:
+    ci = _ci95(result, name)
+    if ci and all(map(math.isfinite, ci)):
+      bootstrap[name] = ci[1] - ci[0]
+  return ["", identifiability.describe(facts, bootstrap if len(bootstrap) == len(facts["names"]) else None)]
 
 
 def _embedding_share(frame) -> str:
@@ -451,6 +472,7 @@ def render_report(result: dict[str, Any]) -> str:
   ]
   lines += [f"| {name} | {value:.4g} | {_interval(result, name)} |" for name, value in fit.params.items()]
   lines += _truth_section(result)
+  lines += _identifiability_section(result)
   lines += _heldout_section(result)
   lines += ["", "## Compute-optimal allocation (extrapolated)", "",
             "| compute (FLOPs) | N* | D* | tokens/param | loss | N* 95% | D* 95% |", "|---|---|---|---|---|---|---|"]

@@ -73,6 +73,11 @@ def test_demo_writes_runs_fit_figures_and_report(demo_folder):
   assert held["bootstrap"].startswith("64 of 64 replicates") or "left out" in held["bootstrap"]
   assert f"the held-out fit's bootstrap used {held['bootstrap']}." in report
   assert len(study["runs"]) == 9 and study["wall_s"] > 0
+  # What the runs' scatter allows the exponents to be, and what would narrow them.
+  precision = study["identifiability"]
+  assert precision["names"] == ["alpha", "beta"] and precision["residual_scale"] > 0
+  assert set(precision["widths"]["residual"]) == {"alpha", "beta"}
+  assert "How precise these runs can be" in report and "would need sigma <=" in report
   quanta = (demo_folder / "quanta.csv").read_text().splitlines()
   assert quanta[0].startswith("run_id,N,D,rank_lo") and len(quanta) > 9
 
