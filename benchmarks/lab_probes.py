@@ -4,13 +4,15 @@ Not a speed benchmark: each probe retrains some of the demo preset's runs, chang
 thing, and prints a Markdown table of final losses.
 
 * ``seeds`` -- seed-to-seed scatter (standard deviation of log loss over ``--seeds``
-  seeds) of four demo runs on the default training data, random windows of the fixed
-  8.4M-token sample, and on the quanta language's low-discrepancy stream (``stream=1``).
-* ``lr`` -- the same runs' final loss at ``--factors`` times the default learning rate,
-  on the stream (where the scatter is smallest).
+  seeds) of four demo runs on random windows of a fixed 8.4M-token sample of the
+  language (the lab's training data before the stream), and on the quanta language's
+  low-discrepancy stream (``stream=1``, the lab's data now).
+* ``lr`` -- the same runs' final loss at ``--factors`` times ``--base``: the preset's
+  learning rate (``preset``, default) or :func:`jaxscale.train.default_learning_rate`
+  (``default``, what the probe was first run against), on the stream.
 
     python benchmarks/lab_probes.py seeds [--seeds 5] [--runs C=3e+10@d8x1,...]
-    python benchmarks/lab_probes.py lr [--factors 0.5,1,2]
+    python benchmarks/lab_probes.py lr [--factors 0.5,1,2] [--base preset|default]
 
 Measured on 2 cores (one run at a time, ~2.5 and ~4 minutes), see the README's "Why the
 exponents' intervals stay wide".
@@ -30,6 +32,7 @@ from jaxscale import train as train_lib
 from jaxscale.corpus import load_corpus
 
 DEFAULT_RUNS = "C=3e+10@d8x1,C=3e+10@d32x1,C=1e+11@d32x2,C=1e+11@d48x2"
+FIXED_SAMPLE = sweep.LAB_CORPUS.replace(",stream=1", "")  # random windows of 8.4M tokens
 
 
 def demo_run(group: str, size: str) -> sweep.RunSpec:
@@ -51,7 +54,7 @@ def probe_seeds(runs, seeds: int) -> None:
   for group, size in runs:
     spec = demo_run(group, size)
     losses = {}
-    for name, corpus in (("fixed", sweep.LAB_CORPUS), ("stream", sweep.LAB_CORPUS + ",stream=1")):
+    for name, corpus in (("fixed", FIXED_SAMPLE), ("stream", sweep.LAB_CORPUS)):
       losses[name] = np.log([final_loss(dataclasses.replace(spec, seed=s), corpus)
                              for s in range(seeds)])
     fixed, stream = losses["fixed"], losses["stream"]
@@ -60,14 +63,15 @@ def probe_seeds(runs, seeds: int) -> None:
           flush=True)
 
 
-def probe_learning_rate(runs, factors) -> None:
+def probe_learning_rate(runs, factors, base: str = "preset") -> None:
   print("| run | steps | " + " | ".join(f"lr x{f:g}" for f in factors) + " |")
   print("|---|---|" + "---|" * len(factors))
-  corpus = sweep.LAB_CORPUS + ",stream=1"
+  corpus = sweep.LAB_CORPUS
   for group, size in runs:
     spec = demo_run(group, size)
     steps = train_lib.num_steps(spec.tokens, spec.batch_size, spec.model.context)
-    losses = [final_loss(dataclasses.replace(spec, learning_rate=spec.learning_rate * f), corpus)
+    rate = spec.learning_rate if base == "preset" else train_lib.default_learning_rate(spec.model)
+    losses = [final_loss(dataclasses.replace(spec, learning_rate=rate * f), corpus)
               for f in factors]
     best = min(losses)
     cells = [f"**{loss:.4f}**" if loss == best else f"{loss:.4f}" for loss in losses]
@@ -81,13 +85,15 @@ def main() -> None:
                       help="comma-separated BUDGET@SIZE of the demo preset's runs")
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--factors", default="0.5,1,2")
+  parser.add_argument("--base", choices=("preset", "default"), default="preset",
+                      help="the rate the factors multiply: the preset's or the trainer's default")
   args = parser.parse_args()
   runs = [tuple(item.split("@")) for item in args.runs.split(",")]
   started = time.monotonic()
   if args.probe == "seeds":
     probe_seeds(runs, args.seeds)
   else:
-    probe_learning_rate(runs, [float(f) for f in args.factors.split(",")])
+    probe_learning_rate(runs, [float(f) for f in args.factors.split(",")], args.base)
   print(f"\n{time.monotonic() - started:.0f} s")
 
 

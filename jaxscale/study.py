@@ -345,10 +345,9 @@ def _truth_section(result) -> list[str]:
               f"that knows the n most frequent quanta pays an excess ∝ n^-a. If memorising a quantum "
               f"cost a fixed number of parameters, n ∝ N and alpha = a = {truth['alpha']:.3f}; if a "
               f"quantum were learned after a fixed number of sightings, n ∝ D^(1/(1+a)) and beta = "
-              f"a/(1+a) = {truth['beta']:.3f}. The fitted alpha is "
-              f"{'below' if fit.params['alpha'] < truth['alpha'] else 'above'} the capacity prediction "
-              f"and the fitted beta {'below' if fit.params['beta'] < truth['beta'] else 'above'} the "
-              "data prediction. Why they differ: small transformers do not store quanta at a fixed cost "
+              f"a/(1+a) = {truth['beta']:.3f}. The fitted alpha lies "
+              f"{_versus(result, 'alpha', truth, 'the capacity prediction')}; the fitted beta lies "
+              f"{_versus(result, 'beta', truth, 'the data prediction')}. Why alpha differs: small transformers do not store quanta at a fixed cost "
               "per non-embedding parameter (the tiniest models hold much of what they know in their "
               f"embedding tables, which N leaves out: {_embedding_share(result['frame'])}; the rows "
               "'N counting embeddings' refit the same runs with every parameter counted"
@@ -357,12 +356,31 @@ def _truth_section(result) -> list[str]:
                     total["ci95"]["alpha"][0] <= truth["alpha"] <= total["ci95"]["alpha"][1]
                     else "still not the capacity prediction")
                  if total else "")
-              + "), larger models "
-              "learn a quantum from fewer sightings than smaller ones (so the data term steepens with "
-              "N, which the additive law averages into one beta). The exponents are properties of these networks on this "
+              + ")."
+              + (" Beta's interval holds the data prediction: the data term behaves as if each "
+                 "quantum were learned after a fixed number of sightings."
+                 if _holds(result, "beta", truth["beta"]) else
+                 " Why beta differs: larger models learn a quantum from fewer sightings than smaller "
+                 "ones (so the data term steepens with N, which the additive law averages into one "
+                 "beta).")
+              + " The exponents are properties of these networks on this "
               "language, not of the language alone; E is a property of the language, and that is what "
               "the fit recovers."]
   return lines
+
+
+def _holds(result, name: str, value: float) -> bool:
+  ci = _ci95(result, name)
+  return bool(ci) and ci[0] <= value <= ci[1]
+
+
+def _versus(result, name: str, truth, label: str) -> str:
+  """'below the data prediction, which its 95% interval holds' (or '..., outside its 95% interval')."""
+  side = "below" if result["fit"].params[name] < truth[name] else "above"
+  if not _ci95(result, name):
+    return f"{side} {label}"
+  inside = _holds(result, name, truth[name])
+  return f"{side} {label}, " + ("which its 95% interval holds" if inside else "outside its 95% interval")
 
 
 def _identifiability_section(result) -> list[str]:

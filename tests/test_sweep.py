@@ -14,8 +14,9 @@ import pytest
 
 from jaxscale import model as model_lib
 from jaxscale import sweep
+from jaxscale import train as train_lib
 from jaxscale.commands import sweep as sweep_command
-from jaxscale.sweep import claims
+from jaxscale.sweep import claims, presets
 
 # The same shape, batch and eval size as test_train.CONFIG, so the in-process
 # reference run reuses its compiled steps.
@@ -74,6 +75,14 @@ def test_presets_shape():
   demo_groups = pd.Series([s.group for s in demo.runs]).value_counts()
   assert len(demo_groups) >= 3 and (demo_groups >= 3).all()
   assert {s.corpus for s in sweep.make_plan("demo", corpus="stdlib").runs} == {"stdlib"}
+  assert "stream=1" in sweep.LAB_CORPUS  # the lab trains on the low-discrepancy stream
+  # The lab's rates: twice the default for short runs of 1-2 layers and for capped d8x1.
+  for spec, length in zip(demo.runs, steps):
+    default = train_lib.default_learning_rate(spec.model)
+    short = length < presets.LAB_SHORT_RUN_STEPS and spec.model.n_layers <= 2
+    doubled = short or sweep.size_name(spec.model) == "d8x1"
+    assert spec.learning_rate == pytest.approx(2 * default if doubled else default), sweep.size_name(spec.model)
+  assert {sweep.size_name(s.model) for s in demo.runs if s.learning_rate > train_lib.default_learning_rate(s.model)} == {"d8x1", "d32x1", "d32x2", "d48x2", "d64x2"}
   sizes = [model_lib.count_params(s.model)["non_embedding"] for s in sweep.make_plan("seed").runs]
   assert len(sizes) == 3 and 0.08e6 < sizes[0] < 0.12e6 and 2.5e6 < sizes[-1] < 3.5e6
   with pytest.raises(ValueError, match="unknown preset"):

@@ -38,8 +38,12 @@ DEFAULT_CONTEXT = 64
 # The lab's language (see jaxscale.quanta): 4,096 quanta with p_k ∝ k^-2, each a fixed
 # 10-byte continuation of a 2-byte key, closed by 4 random filler bytes. Its floor is
 # exact (1.4885 nats/token at context 64), the filler puts it where natural text's
-# lies, and a d48x2 model nears it within a CPU minute.
-LAB_CORPUS = "quanta:keys=4096,exponent=1,continuation=10,filler=4"
+# lies, and a d48x2 model nears it within a CPU minute. Runs train on its endless
+# low-discrepancy stream (stream=1: every quantum comes by as often as its probability
+# says), not a fixed sample: two seeds of one run then agree within ~0.06% of log loss
+# instead of ~0.4% (benchmarks/lab_probes.py seeds), which is what lets a fit of 23 runs
+# see the law rather than the seeds.
+LAB_CORPUS = "quanta:keys=4096,exponent=1,continuation=10,filler=4,stream=1"
 LAB_BATCH_SIZE = 8  # small batches: more steps for the smallest budgets
 # A run's recorded loss is measured on 262k held-out tokens laid out as a quota sample
 # of the language (every quantum as often as its probability says; see
@@ -50,6 +54,17 @@ LAB_BATCH_SIZE = 8  # small batches: more steps for the smallest budgets
 # the cost. The curve's earlier evaluations use 32k.
 LAB_EVAL_TOKENS = 32_768
 LAB_FINAL_EVAL_TOKENS = 262_144
+# The lab's learning rates. train.default_learning_rate (3e-3 (d/128)^-0.5, capped at
+# 1e-2) suits runs of a few thousand steps; the probe (benchmarks/lab_probes.py lr) found
+# that runs of a few hundred steps end 0.4-1.0% lower at twice that rate, and so does
+# d8x1, whose default is capped, while longer runs and the 3-layer d96x3 gain nothing or
+# lose. A rate that suits some runs of a study and not others bends its losses by about
+# what the law then misses (jaxscale.identifiability: the runs' misfit halved, 0.32% to
+# 0.18%, with this rule). Runs of these shapes train at LAB_SHORT_RUN_RATE times the
+# default.
+LAB_SHORT_RUN_STEPS = 1200
+LAB_SHORT_RUN_MAX_LAYERS = 2
+LAB_SHORT_RUN_RATE = 2.0
 SEED_CORPUS = "quanta:keys=2048,exponent=0.1,continuation=14,filler=0,train_tokens=262144"
 
 
@@ -58,15 +73,51 @@ CORPUS_VOCAB_SIZE = 256  # every built-in corpus: the Markov language and bytes
 PRESETS = ("quick", "demo", "seed")
 
 
+def lab_learning_rate(config, steps: int) -> float:
+  """The lab's peak learning rate for a model shape trained ``steps`` steps.
+
+  The default (:func:`jaxscale.train.default_learning_rate`), times
+  :data:`LAB_SHORT_RUN_RATE` for runs shorter than :data:`LAB_SHORT_RUN_STEPS` steps in
+  models of at most :data:`LAB_SHORT_RUN_MAX_LAYERS` layers, and for models whose default
+  is held down by its cap (d8x1).
+
+  Example:
+    >>> from jaxscale.sweep import size_config
+    >>> round(lab_learning_rate(size_config("d32x1"), 676), 4), round(lab_learning_rate(size_config("d32x1"), 6766), 4)
+    (0.012, 0.006)
+  """
+  import importlib
+
+  train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
+  rate = train_lib.default_learning_rate(config)
+  short = steps < LAB_SHORT_RUN_STEPS and config.n_layers <= LAB_SHORT_RUN_MAX_LAYERS
+  capped = rate < 3e-3 * (config.d_model / 128) ** -0.5
+  return rate * LAB_SHORT_RUN_RATE if short or capped else rate
+
+
+def _with_lab_rates(plan: Plan) -> Plan:
+  import dataclasses
+
+  from jaxscale.sweep.plan import Plan
+
+  def rated(spec):
+    steps = spec.tokens // (spec.batch_size * spec.model.context)
+    return dataclasses.replace(spec, learning_rate=lab_learning_rate(spec.model, steps))
+
+  return Plan(name=plan.name, runs=tuple(rated(spec) for spec in plan.runs))
+
+
 def make_plan(preset: str, corpus: str | None = None) -> Plan:
   """A preset plan on the lab language (or ``corpus``).
 
   * ``quick`` -- about a minute on a 2-core CPU: the demo's runs at 3e10 and 1e11 FLOPs
     and two at 3e11, 9 in all; a smoke test whose intervals are wide.
-  * ``demo`` -- under five minutes with two workers: 4 IsoFLOP budgets (3e10 to 1e12
+  * ``demo`` -- about five minutes with two workers: 4 IsoFLOP budgets (3e10 to 1e12
     FLOPs, 1.5 decades) x sizes from 0.8k to 0.33M parameters (2.6 decades) that move up
     with the budget, every run at least 225 steps, two seeds at the two smallest budgets:
     23 runs. The study holds out the largest budget and predicts it from the rest.
+
+  Both train on the lab language's stream at :func:`lab_learning_rate`.
   * ``seed`` -- the size experiment: models of 0.1M, 0.8M and 3.1M parameters trained
     on the same 262k-token set for 4 epochs with the same batch, only the size changing.
     Its language has 2,048 nearly equally frequent quanta (p_k ∝ k^-1.1) of 14 noiseless
@@ -100,7 +151,7 @@ def make_plan(preset: str, corpus: str | None = None) -> Plan:
     if seeded:
       extra = isoflop_plan(list(seeded), seeded, seeds=[1], **common)
       plan = Plan(name=preset, runs=plan.runs + extra.runs)
-    return plan
+    return _with_lab_rates(plan)
   if preset == "seed":
     return grid_plan(["d64x2", "d128x4", "d256x4"], [4 * 262_144], name="seed",
                      corpus=corpus or SEED_CORPUS, batch_size=16, eval_tokens=LAB_EVAL_TOKENS,
