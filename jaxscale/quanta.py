@@ -39,8 +39,8 @@ exponents differ from these; the study report says by how much.
 Example:
   >>> source = make_quanta_source(num_keys=64, exponent=1.0, continuation=6)
   >>> corpus = source.corpus(train_tokens=8192, heldout_tokens=2048)
-  >>> corpus.alignment
-  8
+  >>> corpus.alignment  # documents of a 1-byte key (64 keys) and 6 continuation bytes
+  7
 """
 
 from __future__ import annotations
