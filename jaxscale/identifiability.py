@@ -45,14 +45,26 @@ from jaxscale import fitting
 from jaxscale import runs as runs_lib
 
 
-def _log_residuals(fit: fitting.FitResult, runs: runs_lib.RunSet) -> np.ndarray:
-  """``log loss - log law``, shape ``(K,)``."""
+def _linearised(fit: fitting.FitResult, runs: runs_lib.RunSet, names: Sequence[str]):
+  """``(residual_K, jacobian_KxP, gradient_NxP)`` at the fit.
+
+  ``residual_K`` is log loss minus log law; ``jacobian_KxP`` is the log law's Jacobian
+  in fit space; ``gradient_NxP`` holds the natural parameters' gradients. It uses
+  diagnostics' compiled residual-and-Jacobian program, padded to the run set's bucket,
+  so one program serves every study of a bucket.
+  """
+  from jaxscale import diagnostics
+
   law = fit.law_object
-  with fitting.precision("float64"):
-    theta = {n: jnp.asarray(fit.fit_params[n], jnp.float64) for n in law.param_names}
-    inputs = {v: jnp.asarray(x) for v, x in runs.log_inputs(law.variables).items()}
-    predicted = np.asarray(law.log_loss(theta, inputs), np.float64)
-  return np.log(runs.loss) - predicted
+  with fitting.precision("float64") as dtype:
+    log_inputs, log_loss_R, _ = fitting.prepare(law, runs, dtype, pad=True)
+    theta_P = jnp.asarray([fit.fit_params[n] for n in law.param_names], dtype)
+    jacobian_RxP, residual_R = diagnostics._residuals_and_jacobian(law, theta_P, log_inputs, log_loss_R)
+    gradient_NxP = (jax.jacfwd(lambda t: jnp.stack([law.to_natural(law.unflatten(t))[n] for n in names]))(theta_P)
+                    if names else jnp.zeros((0, law.num_params)))
+  K = len(runs.loss)
+  return (-np.asarray(residual_R, np.float64)[:K], np.asarray(jacobian_RxP, np.float64)[:K],
+          np.asarray(gradient_NxP, np.float64))
 
 
 OUTLIER_SCALES = 4.0  # residuals beyond this many mean-based scales are left out of the rms
@@ -70,11 +82,12 @@ def residual_scale(fit: fitting.FitResult, runs: runs_lib.RunSet) -> float:
     >>> residual_scale(fit, runs)  # doctest: +SKIP
     0.0043
   """
-  residuals = _log_residuals(fit, runs)
-  num_params = fit.law_object.num_params
-  if len(residuals) - num_params < 1:
-    raise ValueError(f"{len(residuals)} runs leave no degree of freedom for the law's"
-                     f" {num_params} parameters; add runs.")
+  return _scale(_linearised(fit, runs, ())[0], fit.law_object.num_params)
+
+
+def _scale(residuals: np.ndarray, num_params: int) -> float:
+  """:func:`residual_scale` of the residuals themselves (``fitting.prepare`` has already
+  refused a run set with no degree of freedom)."""
   first_guess = math.sqrt(math.pi / 2) * np.mean(np.abs(residuals))
   kept = residuals[np.abs(residuals) <= OUTLIER_SCALES * first_guess] if first_guess > 0 else residuals
   if len(kept) - num_params < 1:
@@ -110,20 +123,18 @@ def seed_scale(N: Sequence[float], D: Sequence[float], loss: Sequence[float]) ->
           "widest": float(max(np.ptp(g) for g in repeated)), "groups": len(repeated)}
 
 
-def _natural_sds(fit: fitting.FitResult, runs: runs_lib.RunSet, names: Sequence[str]) -> dict[str, float]:
-  """Delta-method standard deviations of natural parameters at unit noise."""
-  law = fit.law_object
-  with fitting.precision("float64"):
-    theta_P = jnp.asarray([fit.fit_params[n] for n in law.param_names], jnp.float64)
-    inputs = {v: jnp.asarray(x) for v, x in runs.log_inputs(law.variables).items()}
-    jacobian_KxP = jax.jacfwd(lambda t: law.log_loss(law.unflatten(t), inputs))(theta_P)
-    information_PxP = np.asarray(jacobian_KxP.T @ jacobian_KxP, np.float64)
-    covariance_PxP = np.linalg.pinv(information_PxP)
-    out = {}
-    for name in names:
-      g_P = np.asarray(jax.grad(lambda t: law.to_natural(law.unflatten(t))[name])(theta_P))
-      out[name] = float(math.sqrt(max(g_P @ covariance_PxP @ g_P, 0.0)))
-  return out
+def _checked_names(law, names: Sequence[str] | None) -> list[str]:
+  names = list(names or law.natural_names)
+  unknown = sorted(set(names) - set(law.natural_names))
+  if unknown:
+    raise ValueError(f"law {law.name!r} has no parameters {unknown}; it has {list(law.natural_names)}.")
+  return names
+
+
+def _natural_sds(jacobian_KxP: np.ndarray, gradient_NxP: np.ndarray) -> np.ndarray:
+  """Delta-method standard deviations of natural parameters at unit noise, ``(N,)``."""
+  covariance_PxP = np.linalg.pinv(jacobian_KxP.T @ jacobian_KxP)
+  return np.sqrt(np.maximum(np.einsum("np,pq,nq->n", gradient_NxP, covariance_PxP, gradient_NxP), 0.0))
 
 
 def expected_widths(fit: fitting.FitResult, runs: runs_lib.RunSet, *, noise: float,
@@ -146,14 +157,12 @@ def expected_widths(fit: fitting.FitResult, runs: runs_lib.RunSet, *, noise: flo
   from jaxscale import design
 
   law = fit.law_object
-  names = list(names or law.natural_names)
-  unknown = sorted(set(names) - set(law.natural_names))
-  if unknown:
-    raise ValueError(f"law {law.name!r} has no parameters {unknown}; it has {list(law.natural_names)}.")
+  names = _checked_names(law, names)
   if not noise > 0:
     raise ValueError(f"noise must be positive, got {noise!r}.")
+  _, jacobian_KxP, gradient_NxP = _linearised(fit, runs, names)
   t = design.t95(len(runs.loss), law.num_params)
-  return {name: 2 * t * noise * sd for name, sd in _natural_sds(fit, runs, names).items()}
+  return {name: 2 * t * noise * float(sd) for name, sd in zip(names, _natural_sds(jacobian_KxP, gradient_NxP))}
 
 
 def assess(fit: fitting.FitResult, runs: runs_lib.RunSet, *, names: Sequence[str] = ("alpha", "beta"),
@@ -170,9 +179,15 @@ def assess(fit: fitting.FitResult, runs: runs_lib.RunSet, *, names: Sequence[str
     >>> facts["noise_for_target"] < facts["residual_scale"]  # doctest: +SKIP
     True
   """
-  sigma = residual_scale(fit, runs)
-  seeds = seed_scale(runs.N, runs.D, runs.loss) if set(fit.law_object.variables) == {"N", "D"} else None
-  unit = expected_widths(fit, runs, noise=1.0, names=names)
+  from jaxscale import design
+
+  law = fit.law_object
+  names = _checked_names(law, names)
+  residuals, jacobian_KxP, gradient_NxP = _linearised(fit, runs, names)
+  sigma = _scale(residuals, law.num_params)
+  seeds = seed_scale(runs.N, runs.D, runs.loss) if set(law.variables) == {"N", "D"} else None
+  t = design.t95(len(residuals), law.num_params)
+  unit = {n: 2 * t * float(sd) for n, sd in zip(names, _natural_sds(jacobian_KxP, gradient_NxP))}
   widths = {"residual": {n: w * sigma for n, w in unit.items()}}
   if seeds is not None:
     widths["seed"] = {n: w * seeds["sigma"] for n, w in unit.items()}

@@ -104,13 +104,16 @@ class TrainConfig:
     return dataclasses.asdict(self)
 
 
+MAX_DEFAULT_LEARNING_RATE = 1e-2  # the default rule's cap (the narrowest models)
+
+
 def default_learning_rate(config: model_lib.ModelConfig) -> float:
   """Peak learning rate for a model width: ``3e-3 * (d_model / 128) ** -0.5``, <= 1e-2.
 
-  Wider models want smaller steps (the muP-style ``1/sqrt(width)`` trend); the cap keeps
-  the narrowest models stable.
+  Wider models want smaller steps (the muP-style ``1/sqrt(width)`` trend); the cap
+  (:data:`MAX_DEFAULT_LEARNING_RATE`) keeps the narrowest models stable.
   """
-  return float(min(1e-2, 3e-3 * (config.d_model / 128) ** -0.5))
+  return float(min(MAX_DEFAULT_LEARNING_RATE, 3e-3 * (config.d_model / 128) ** -0.5))
 
 
 def default_batch_size(config: model_lib.ModelConfig) -> int:

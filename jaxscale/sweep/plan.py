@@ -23,7 +23,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Sequence
 
 from jaxscale.sweep.presets import (CORPUS_VOCAB_SIZE, DEFAULT_CONTEXT, LAB_CORPUS, PRESETS,
@@ -167,10 +167,13 @@ def _run_spec(config, tokens, *, seed, corpus, group, learning_rate, batch_size,
               eval_tokens, num_evals, final_eval_tokens=None) -> RunSpec:
   train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
 
-  lr = train_lib.default_learning_rate(config) if learning_rate is None else learning_rate
   batch = train_lib.default_batch_size(config) if batch_size is None else batch_size
   tokens = int(tokens)
-  train_lib.num_steps(tokens, batch, config.context)  # rejects a budget below one step
+  steps = train_lib.num_steps(tokens, batch, config.context)  # rejects a budget below one step
+  if learning_rate is None:
+    lr = train_lib.default_learning_rate(config)
+  else:
+    lr = learning_rate(config, steps) if callable(learning_rate) else learning_rate
   return RunSpec(model=config, tokens=tokens, seed=int(seed), learning_rate=float(lr),
                  batch_size=int(batch), corpus=corpus, group=group,
                  eval_tokens=int(eval_tokens), num_evals=int(num_evals),
@@ -180,13 +183,15 @@ def _run_spec(config, tokens, *, seed, corpus, group, learning_rate, batch_size,
 def grid_plan(sizes: Sequence[str | dict], token_budgets: Sequence[float], *,
               name: str = "grid", corpus: str = LAB_CORPUS,
               context: int = DEFAULT_CONTEXT, seeds: Sequence[int] = (0,),
-              learning_rate: float | None = None, batch_size: int | None = None,
+              learning_rate: float | Callable | None = None, batch_size: int | None = None,
               eval_tokens: int = 16_384, num_evals: int = 5,
               final_eval_tokens: int | None = None) -> Plan:
   """Every size trained on every token budget, for every seed.
 
   ``learning_rate`` and ``batch_size`` default to the size rules of
-  :func:`jaxscale.train.default_learning_rate` and ``default_batch_size``.
+  :func:`jaxscale.train.default_learning_rate` and ``default_batch_size``;
+  ``learning_rate`` may also be a rule ``(model_config, steps) -> rate``
+  (:func:`jaxscale.sweep.presets.lab_learning_rate`).
   """
   runs = []
   for size in sizes:
@@ -217,7 +222,7 @@ def isoflop_plan(compute_budgets: Sequence[float],
                  sizes: Sequence[str | dict] | Mapping[float, Sequence[str | dict]], *,
                  name: str = "isoflop", corpus: str = LAB_CORPUS,
                  context: int = DEFAULT_CONTEXT, seeds: Sequence[int] = (0,),
-                 learning_rate: float | None = None, batch_size: int | None = None,
+                 learning_rate: float | Callable | None = None, batch_size: int | None = None,
                  eval_tokens: int = 16_384, num_evals: int = 5,
                  min_steps: int = 1, final_eval_tokens: int | None = None) -> Plan:
   """For each compute budget C, every size with ``D = C / flops_per_token(size)``.
@@ -225,7 +230,8 @@ def isoflop_plan(compute_budgets: Sequence[float],
   ``sizes`` is one list for every budget, or ``{C: sizes}`` so the sizes can move
   up with the budget. Runs of one budget share ``group = budget_label(C)``. A
   (budget, size) pair that would train fewer than ``min_steps`` steps is left out; a
-  budget left with no size is a ValueError.
+  budget left with no size is a ValueError. ``learning_rate`` is a rate, a rule
+  ``(model_config, steps) -> rate``, or None for the size's default.
   """
   from jaxscale import model as model_lib
   train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()

@@ -91,20 +91,8 @@ def lab_learning_rate(config, steps: int) -> float:
   train_lib = importlib.import_module("jaxscale.train")  # the module, not jaxscale.train()
   rate = train_lib.default_learning_rate(config)
   short = steps < LAB_SHORT_RUN_STEPS and config.n_layers <= LAB_SHORT_RUN_MAX_LAYERS
-  capped = rate < 3e-3 * (config.d_model / 128) ** -0.5
+  capped = rate >= train_lib.MAX_DEFAULT_LEARNING_RATE
   return rate * LAB_SHORT_RUN_RATE if short or capped else rate
-
-
-def _with_lab_rates(plan: Plan) -> Plan:
-  import dataclasses
-
-  from jaxscale.sweep.plan import Plan
-
-  def rated(spec):
-    steps = spec.tokens // (spec.batch_size * spec.model.context)
-    return dataclasses.replace(spec, learning_rate=lab_learning_rate(spec.model, steps))
-
-  return Plan(name=plan.name, runs=tuple(rated(spec) for spec in plan.runs))
 
 
 def make_plan(preset: str, corpus: str | None = None) -> Plan:
@@ -146,12 +134,12 @@ def make_plan(preset: str, corpus: str | None = None) -> Plan:
       seeded = {c: sizes[c] for c in (3e10, 1e11)}
     common = dict(name=preset, corpus=corpus, eval_tokens=LAB_EVAL_TOKENS,
                   final_eval_tokens=LAB_FINAL_EVAL_TOKENS, num_evals=4,
-                  batch_size=LAB_BATCH_SIZE, min_steps=100)
+                  batch_size=LAB_BATCH_SIZE, min_steps=100, learning_rate=lab_learning_rate)
     plan = isoflop_plan(list(sizes), sizes, **common)
     if seeded:
       extra = isoflop_plan(list(seeded), seeded, seeds=[1], **common)
       plan = Plan(name=preset, runs=plan.runs + extra.runs)
-    return _with_lab_rates(plan)
+    return plan
   if preset == "seed":
     return grid_plan(["d64x2", "d128x4", "d256x4"], [4 * 262_144], name="seed",
                      corpus=corpus or SEED_CORPUS, batch_size=16, eval_tokens=LAB_EVAL_TOKENS,
