@@ -25,6 +25,7 @@ On a GPU, the ~100M-parameter goal (GPT-2 small's shape, byte vocabulary) is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -66,15 +67,20 @@ def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: i
   """Median tokens/s of the compiled train step, data generation included.
 
   ``per_call=None`` times the trainer's own program (``STEPS_PER_CALL`` updates per
-  call, as :func:`jaxscale.train.train` runs it); ``per_call=1`` times one jitted update
-  per call, the trainer before it scanned, as the reference.
+  call, as :func:`jaxscale.train.train` runs it); ``per_call=1`` times the trainer before
+  this round, as the reference: one jitted update per call, through the model's former
+  layout (:func:`former_layout`).
   """
   train_config = train_lib.TrainConfig(tokens=batch_size * config.context * steps,
                                        batch_size=batch_size, learning_rate=1e-3)
   graphdef, params, opt_state = train_lib.init_state(config, train_config)
   if per_call == 1:
-    single = jax.jit(train_lib._step_functions(graphdef, train_lib.make_optimizer(train_config)).train,
-                     donate_argnums=(0, 1))
+    with former_layout():  # traced here, so the reference program keeps the old layout
+      single = jax.jit(train_lib._step_functions(graphdef, train_lib.make_optimizer(train_config)).train,
+                       donate_argnums=(0, 1)).lower(
+          params, opt_state, corpus.batch("train", 0, batch_size=batch_size,
+                                          context=config.context, seed=0),
+          np.float32(1e-3)).compile()
     lr = np.float32(1e-3)
 
     def call(params, opt_state, first):
@@ -107,17 +113,73 @@ def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: i
   return statistics.median(rates)
 
 
+def loss_gap(config: model_lib.ModelConfig, corpus, *, batch_size: int,
+             steps: int = 4 * train_lib.STEPS_PER_CALL) -> float:
+  """Largest relative difference between the train losses of the trainer and of the
+  reference (:func:`former_layout`, one update per call) over ``steps`` updates from
+  the same initialisation on the same batches."""
+  train_config = train_lib.TrainConfig(tokens=batch_size * config.context * steps,
+                                       batch_size=batch_size, learning_rate=1e-3)
+  batches = [corpus.batch("train", i, batch_size=batch_size, context=config.context, seed=0)
+             for i in range(steps)]
+  _, params, opt_state = train_lib.init_state(config, train_config)
+  with former_layout():
+    single = jax.jit(train_lib._step_functions(
+        train_lib._graphdef(config), train_lib.make_optimizer(train_config)).train)
+    reference = []
+    for batch in batches:
+      params, opt_state, loss = single(params, opt_state, batch, np.float32(1e-3))
+      reference.append(float(loss))
+  _, params, opt_state = train_lib.init_state(config, train_config)
+  program = train_lib.compiled_steps(config, train_config).train
+  chunk = train_lib.STEPS_PER_CALL
+  ours = []
+  for first in range(0, steps, chunk):
+    params, opt_state, loss_S = program(
+        params, opt_state, np.stack(batches[first:first + chunk]),
+        np.full(chunk, 1e-3, np.float32), np.ones(chunk, bool))
+    ours.extend(np.asarray(loss_S).tolist())
+  return float(np.max(np.abs(np.asarray(ours) / np.asarray(reference) - 1)))
+
+
+@contextlib.contextmanager
+def former_layout():
+  """The model's layout before it flattened its matrix products (git 2492a24), while
+  the block is traced: every linear layer applied to the ``B x L x D`` activations, and
+  attention through ``jax.nn.dot_product_attention``'s ``B x L x H x K`` einsums. The
+  same numbers, to float rounding; XLA's CPU backend runs their gradients slower."""
+  def attention(self, x_BxLxD):
+    B, L, D = x_BxLxD.shape
+    H, K = self.config.n_heads, self.config.head_dim
+    qkv_BxLx3xHxK = self.qkv(x_BxLxD).reshape(B, L, 3, H, K)
+    q, k, v = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
+    y_BxLxHxK = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
+    return self.out(y_BxLxHxK.reshape(B, L, D))
+
+  def mlp(self, x_BxLxD):
+    return self.down(self.activation(self.up(x_BxLxD)))
+
+  saved = model_lib.CausalSelfAttention.__call__, model_lib.MLP.__call__
+  model_lib.CausalSelfAttention.__call__, model_lib.MLP.__call__ = attention, mlp
+  try:
+    yield
+  finally:
+    model_lib.CausalSelfAttention.__call__, model_lib.MLP.__call__ = saved
+
+
 def corpus_for_context(context: int):
   """The synthetic corpus with rows of at least ``context + 1`` tokens (default 1024)."""
   return corpus_lib.markov_corpus(
       row_length=max(1024, 2 ** math.ceil(math.log2(context + 1))))
 
 
-def _workers_tokens_per_s(args, size: str, batch_size: int, steps: int) -> float:
+def _workers_tokens_per_s(args, size: str, batch_size: int, steps: int, *,
+                          former: bool = False) -> float:
   """Tokens/s of ``args.workers`` single-threaded processes training at once, summed.
 
   Each process is this script on one core with one Eigen thread, the setting of
   ``jaxscale sweep``'s workers; their timed repeats overlap, as the workers' runs do.
+  ``former=True`` times the reference trainer (see :func:`trainer_tokens_per_s`).
   """
   cores = sweep.usable_cores()
   env = dict(os.environ)
@@ -126,7 +188,7 @@ def _workers_tokens_per_s(args, size: str, batch_size: int, steps: int) -> float
       [sys.executable, __file__, "--sizes", size, "--dtype", args.dtype,
        "--context", str(args.context), "--batch-size", str(batch_size),
        "--repeats", str(args.repeats), "--steps", str(max(5, steps)),
-       "--worker-core", str(cores[k % len(cores)])],
+       "--worker-core", str(cores[k % len(cores)])] + (["--former"] if former else []),
       env=env, stdout=subprocess.PIPE, text=True) for k in range(args.workers)]
   rates = []
   for process in processes:
@@ -157,6 +219,7 @@ def main() -> None:
                            " once, one per core, as `jaxscale sweep` does on a CPU"
                            " (default: one per core, at most 8; 1 to skip)")
   parser.add_argument("--worker-core", type=int, help=argparse.SUPPRESS)
+  parser.add_argument("--former", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args()
 
@@ -167,7 +230,8 @@ def main() -> None:
     config = dataclasses.replace(sweep.size_config(args.sizes[0], context=args.context),
                                  dtype=args.dtype)
     print(json.dumps(trainer_tokens_per_s(config, corpus, batch_size=args.batch_size[0],
-                                          steps=args.steps, repeats=args.repeats)))
+                                          steps=args.steps, repeats=args.repeats,
+                                          per_call=1 if args.former else None)))
     return
   on_gpu = jax.default_backend() == "gpu"
   peak_n = 8192 if on_gpu else 2048
@@ -190,18 +254,33 @@ def main() -> None:
       steps = max(5, int(args.seconds * guess / (batch_size * config.context)))
       reference = trainer_tokens_per_s(config, corpus, batch_size=batch_size, steps=steps,
                                        repeats=args.repeats, per_call=1)
-      modes = [("1, one update per call", reference),
+      modes = [("1, one update per call, former layout", reference),
                ("1", trainer_tokens_per_s(config, corpus, batch_size=batch_size,
                                           steps=steps, repeats=args.repeats))]
+      gap = loss_gap(config, corpus, batch_size=batch_size)
+      check = f"train losses over {4 * train_lib.STEPS_PER_CALL} steps agree to {gap:.1e} relative"
+      print(f"{name}: {check}", file=sys.stderr)
       rows.append(results.comparison(
           "trainer", f"train step, {name}, {train_lib.STEPS_PER_CALL} updates per call",
-          per_token * modes[1][1] / 1e9, "one jitted update per call", per_token * reference / 1e9,
+          per_token * modes[1][1] / 1e9, "one jitted update per call, former layout (2492a24)",
+          per_token * reference / 1e9,
           unit="GFLOP/s", ratio_kind="throughput",
           setting=f"{args.dtype}, batch {batch_size} x context {config.context}, one process;"
-                  f" median of {args.repeats}", device=results.jax_device()))
+                  f" median of {args.repeats}", check=check, device=results.jax_device()))
       if args.workers > 1 and not on_gpu:
-        modes.append((f"{args.workers} x 1 thread", _workers_tokens_per_s(
-            args, name, batch_size, steps // args.workers)))
+        together = f"{args.workers} x 1 thread"
+        former = _workers_tokens_per_s(args, name, batch_size, steps // args.workers,
+                                       former=True)
+        modes.append((f"{together}, one update per call, former layout", former))
+        modes.append((together, _workers_tokens_per_s(args, name, batch_size,
+                                                      steps // args.workers)))
+        rows.append(results.comparison(
+            "trainer", f"train step, {name}, {together} processes, {train_lib.STEPS_PER_CALL}"
+            " updates per call", per_token * modes[-1][1] / 1e9,
+            "one jitted update per call, former layout (2492a24), same processes",
+            per_token * former / 1e9, unit="GFLOP/s", ratio_kind="throughput",
+            setting=f"{args.dtype}, batch {batch_size} x context {config.context};"
+                    f" median of {args.repeats}", check=check, device=results.jax_device()))
       for processes, rate in modes:
         achieved = per_token * rate
         print(f"| {name} | {n_params:,} | {args.dtype} | {batch_size} x {config.context} |"

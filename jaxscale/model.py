@@ -204,14 +204,51 @@ class CausalSelfAttention(nnx.Module):
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
     B, L, D = x_BxLxD.shape
     H, K = self.config.n_heads, self.config.head_dim
-    qkv_BxLx3xHxK = self.qkv(x_BxLxD).reshape(B, L, 3, H, K)
-    q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
-    # The XLA implementation computes scores and softmax in float32 whatever the input
-    # dtype; cuDNN's fused (flash) kernel does too, and never stores the L x L scores.
-    y_BxLxHxK = jax.nn.dot_product_attention(
-        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True,
-        implementation=attention_implementation(q_BxLxHxK.dtype, K))
-    return self.out(y_BxLxHxK.reshape(B, L, D))
+    qkv_BxLx3xHxK = tokenwise(self.qkv, x_BxLxD).reshape(B, L, 3, H, K)
+    if attention_implementation(qkv_BxLx3xHxK.dtype, K) == "cudnn":
+      # cuDNN's fused (flash) kernel computes scores and softmax in float32 too, and
+      # never stores the L x L scores.
+      q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
+      y_BxLxHxK = jax.nn.dot_product_attention(
+          q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True, implementation="cudnn")
+    else:
+      q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = qkv_BxLx3xHxK.transpose(2, 0, 3, 1, 4)
+      y_BxLxHxK = causal_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK).transpose(0, 2, 1, 3)
+    return tokenwise(self.out, y_BxLxHxK.reshape(B, L, D))
+
+
+def tokenwise(linear: nnx.Linear, x_BxLxD: jax.Array) -> jax.Array:
+  """``linear`` applied to every token, as one ``(B*L) x D`` matrix product.
+
+  The same numbers as ``linear(x_BxLxD)``, to float rounding. On a CPU, XLA runs the
+  weight gradient of a 3-D input (a contraction over B and L together) far slower than
+  a plain matrix product: flattening the inputs made d32x2's train step 1.7x faster.
+  """
+  y_TxF = linear(x_BxLxD.reshape(-1, x_BxLxD.shape[-1]))
+  return y_TxF.reshape(*x_BxLxD.shape[:-1], y_TxF.shape[-1])
+
+
+def causal_attention(q_BxHxLxK: jax.Array, k_BxHxLxK: jax.Array,
+                     v_BxHxLxK: jax.Array) -> jax.Array:
+  """Causal softmax attention with heads ahead of positions, ``B x H x L x K``.
+
+  What ``jax.nn.dot_product_attention(..., implementation="xla")`` computes (scores and
+  softmax in float32 whatever the input dtype, scaled by ``K**-0.5``), laid out so that
+  both products are plain batched matrix products; on a CPU, XLA transposes around the
+  einsums of the ``B x L x H x K`` layout, in the backward pass too.
+
+  Example:
+    >>> q = jnp.ones((1, 2, 4, 8))
+    >>> causal_attention(q, q, q).shape
+    (1, 2, 4, 8)
+  """
+  L, K = q_BxHxLxK.shape[-2], q_BxHxLxK.shape[-1]
+  scores_BxHxLxL = jnp.matmul(q_BxHxLxK, k_BxHxLxK.swapaxes(-1, -2),
+                              preferred_element_type=jnp.float32) * (K ** -0.5)
+  causal_LxL = np.tril(np.ones((L, L), bool))
+  scores_BxHxLxL = jnp.where(causal_LxL, scores_BxHxLxL, jnp.finfo(jnp.float32).min)
+  weights_BxHxLxL = jax.nn.softmax(scores_BxHxLxL, axis=-1).astype(v_BxHxLxK.dtype)
+  return jnp.matmul(weights_BxHxLxL, v_BxHxLxK)
 
 
 def attention_implementation(dtype, head_dim: int) -> str:
@@ -237,7 +274,9 @@ class MLP(nnx.Module):
                            rngs=rngs)
 
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-    return self.down(self.activation(self.up(x_BxLxD)))
+    # One matrix product each, as in tokenwise.
+    x_TxD = x_BxLxD.reshape(-1, x_BxLxD.shape[-1])
+    return self.down(self.activation(self.up(x_TxD))).reshape(x_BxLxD.shape)
 
 
 class Block(nnx.Module):

@@ -86,6 +86,40 @@ def test_attention_matches_a_float64_reference():
   np.testing.assert_allclose(np.asarray(attention(x_BxLxD)), expected, rtol=1e-4, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_causal_attention_and_its_gradient_match_jax_dot_product_attention(dtype):
+  # The model's B x H x L x K attention replaced jax.nn.dot_product_attention's layout
+  # for speed; values and gradients must be the same numbers, to rounding.
+  q, k, v = (jax.random.normal(jax.random.key(i), (2, 16, 4, 8)).astype(dtype)
+             for i in range(3))
+  heads_first = lambda x: x.transpose(0, 2, 1, 3)
+
+  def ours(q, k, v):
+    y = model_lib.causal_attention(heads_first(q), heads_first(k), heads_first(v))
+    return heads_first(y).astype(jnp.float32)
+
+  def reference(q, k, v):
+    y = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
+    return y.astype(jnp.float32)
+
+  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(ours(q, k, v), reference(q, k, v), rtol=tolerance, atol=tolerance)
+  weights = jax.random.normal(jax.random.key(9), (2, 16, 4, 8))
+  grads = [jax.grad(lambda *a: (f(*a) * weights).sum(), argnums=(0, 1, 2))(q, k, v)
+           for f in (ours, reference)]
+  for ours_grad, reference_grad in zip(*grads):
+    np.testing.assert_allclose(np.asarray(ours_grad, np.float32),
+                               np.asarray(reference_grad, np.float32),
+                               rtol=tolerance, atol=tolerance)
+
+
+def test_tokenwise_is_the_linear_layer_on_every_token():
+  linear = nnx.Linear(8, 12, use_bias=False, rngs=nnx.Rngs(0))
+  x_BxLxD = jax.random.normal(jax.random.key(1), (3, 5, 8))
+  np.testing.assert_allclose(model_lib.tokenwise(linear, x_BxLxD), linear(x_BxLxD),
+                             rtol=1e-6, atol=1e-6)
+
 def test_attention_is_fused_only_for_16_bit_inputs_on_a_gpu():
   expected = "cudnn" if jax.default_backend() == "gpu" else "xla"
   assert model_lib.attention_implementation(jnp.bfloat16, 64) == expected
