@@ -286,7 +286,9 @@ def main() -> None:
         print(f"| {name} | {n_params:,} | {args.dtype} | {batch_size} x {config.context} |"
               f" {processes} | {per_token / 1e6:.2f}M | {rate:,.0f} |"
               f" {achieved / 1e9:,.1f} | {achieved / peak:.0%} |", flush=True)
-        label = "" if processes == "1" else f", {processes} processes at once"
+        together, _, former = processes.partition(", ")
+        label = ("" if together == "1" else f", {together} processes at once") + (
+            f", {'one process, ' if together == '1' else ''}{former}" if former else "")
         rows.append(results.comparison(
             "trainer", f"train step, {name} ({n_params:,} non-emb. params){label}",
             achieved / 1e9, peak_name, peak / 1e9, unit="GFLOP/s",

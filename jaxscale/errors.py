@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from jaxscale import compilation_cache
 
@@ -25,11 +26,14 @@ def message(error: BaseException) -> str:
 
 
 def run_command(func, args, *, cache: bool = True) -> int:
-  """``func(args)`` with every error a user can provoke turned into one ``error:`` line."""
+  """``func(args)`` with every error a user can provoke turned into one ``error:`` line,
+  and every warning into one ``warning:`` line (not Python's file, line and source)."""
   try:
     if cache:
       compilation_cache.enable()
-    return int(func(args) or 0)
+    with warnings.catch_warnings():
+      warnings.showwarning = _warning_line
+      return int(func(args) or 0)
   except BrokenPipeError:
     return 0  # e.g. `jaxscale laws | head`: the reader has what it wanted
   except KeyboardInterrupt:
@@ -44,6 +48,12 @@ def run_command(func, args, *, cache: bool = True) -> int:
     print(f"error: unexpected {message(error)} (a bug in jaxscale; set JAXSCALE_TRACEBACK=1 to see where)",
           file=sys.stderr)
     return 1
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+  """A warning as the command line shows it: ``warning: <message>``, one line."""
+  text = " ".join(str(message).split())
+  print(f"warning: {text}", file=file or sys.stderr)
 
 
 def exit_with(code: int) -> None:

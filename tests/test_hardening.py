@@ -68,6 +68,17 @@ def test_unexpected_errors_are_one_line_too(capsys, monkeypatch):
     errors.run_command(broken, None, cache=False)
 
 
+def test_a_commands_warnings_are_one_line_each(capsys):
+  import warnings
+
+  def noisy(args):
+    warnings.warn("only 781 of 1000 replicates\n  converged", UserWarning)
+    return 0
+
+  assert errors.run_command(noisy, None, cache=False) == 0
+  assert capsys.readouterr().err == "warning: only 781 of 1000 replicates converged\n"
+
+
 def test_json_output_is_strict(capsys):
   commands.print_json({"loss": float("nan"), "band": [np.float32("inf"), 2.0], "n": np.int64(3), "ok": np.bool_(True)})
   text = capsys.readouterr().out
