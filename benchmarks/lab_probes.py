@@ -11,11 +11,17 @@ thing, and prints a Markdown table of final losses.
   learning rate (``preset``, default) or :func:`jaxscale.train.default_learning_rate`
   (``default``, what the probe was first run against), on the stream.
 
+* ``depth`` -- the whole demo study (``jaxscale.study.run``: fit, bootstrap, held-out
+  check) on the demo's budgets, seeds and settings with a ladder of one depth, every
+  model two layers wide ``d`` = 8 to 96, instead of the preset's mixed depths; prints the
+  fit, the widths and each run's residual about the law.
+
     python benchmarks/lab_probes.py seeds [--seeds 5] [--runs C=3e+10@d8x1,...]
     python benchmarks/lab_probes.py lr [--factors 0.5,1,2] [--base preset|default]
+    python benchmarks/lab_probes.py depth [--out /tmp/depth]
 
-Measured on 2 cores (one run at a time, ~2.5 and ~4 minutes), see the README's "Why the
-exponents' intervals stay wide".
+Measured on 2 cores (one run at a time, ~2.5 and ~4 minutes; depth, two workers, 2.5
+minutes), see the README's "Why the exponents' intervals stay wide".
 """
 
 from __future__ import annotations
@@ -78,9 +84,57 @@ def probe_learning_rate(runs, factors, base: str = "preset") -> None:
     print(f"| {size} at {group} | {steps} | " + " | ".join(cells) + " |", flush=True)
 
 
+# Heads as the ladder gives them: 2 per model (1 for width 8), 3 for width 96.
+TWO_LAYER_HEADS = {8: 1, 16: 2, 24: 2, 32: 2, 48: 2, 64: 2, 96: 3}
+
+
+def two_layer(d_model: int) -> dict:
+  return {"d_model": d_model, "n_layers": 2, "n_heads": TWO_LAYER_HEADS[d_model],
+          "d_ff": 4 * d_model}
+
+
+def depth_plan():
+  """The demo preset's budgets, seeds and settings on a ladder of two-layer models."""
+  from jaxscale.sweep import presets
+  from jaxscale.sweep.plan import Plan, isoflop_plan
+
+  d = {width: two_layer(width) for width in TWO_LAYER_HEADS}
+  sizes = {3e10: [d[8], d[16], d[24]], 1e11: [d[16], d[24], d[32], d[48]],
+           3e11: [d[16], d[24], d[32], d[48], d[64]], 1e12: [d[32], d[48], d[64], d[96]]}
+  common = dict(name="depth", corpus=presets.LAB_CORPUS, eval_tokens=presets.LAB_EVAL_TOKENS,
+                final_eval_tokens=presets.LAB_FINAL_EVAL_TOKENS, num_evals=4,
+                batch_size=presets.LAB_BATCH_SIZE, min_steps=100,
+                learning_rate=presets.lab_learning_rate)
+  plan = isoflop_plan(list(sizes), sizes, **common)
+  seeded = {c: sizes[c] for c in (3e10, 1e11)}
+  extra = isoflop_plan(list(seeded), seeded, seeds=[1], **common)
+  return Plan(name="depth", runs=plan.runs + extra.runs)
+
+
+def probe_depth(out: str) -> None:
+  from jaxscale import study
+
+  result = study.run(out, plan=depth_plan(), progress=False, workers=sweep.default_workers())
+  fit, frame = result["fit"], result["frame"]
+  print("| parameter | fit | 95% CI | width |\n|---|---|---|---|")
+  for name in ("E", "alpha", "beta"):
+    low, high = result["bootstrap"].ci95[name]
+    print(f"| {name} | {fit.params[name]:.4f} | [{low:.3f}, {high:.3f}] | {high - low:.3f} |")
+  precision = result["identifiability"]
+  if precision:
+    print(f"\nscatter about the law {100 * precision['residual_scale']:.2f}%, between seeds"
+          f" {100 * (precision['seed_scale'] or float('nan')):.2f}%")
+  predicted = fit.predict(N=frame["N"].to_numpy(), D=frame["D"].to_numpy())
+  print("\n| d_model | budget | seed | loss | residual |\n|---|---|---|---|---|")
+  for row, pred in sorted(zip(frame.itertuples(), predicted), key=lambda r: (r[0].d_model, r[0].C)):
+    print(f"| {row.d_model} | {row.group} | {row.seed} | {row.loss:.4f} |"
+          f" {100 * (np.log(row.loss) - np.log(pred)):+.2f}% |")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("probe", choices=("seeds", "lr"))
+  parser.add_argument("probe", choices=("seeds", "lr", "depth"))
+  parser.add_argument("--out", default="/tmp/jaxscale-depth-probe", help="depth: the study's folder")
   parser.add_argument("--runs", default=DEFAULT_RUNS,
                       help="comma-separated BUDGET@SIZE of the demo preset's runs")
   parser.add_argument("--seeds", type=int, default=5)
@@ -92,6 +146,8 @@ def main() -> None:
   started = time.monotonic()
   if args.probe == "seeds":
     probe_seeds(runs, args.seeds)
+  elif args.probe == "depth":
+    probe_depth(args.out)
   else:
     probe_learning_rate(runs, [float(f) for f in args.factors.split(",")], args.base)
   print(f"\n{time.monotonic() - started:.0f} s")
