@@ -75,12 +75,9 @@ def trainer_tokens_per_s(config: model_lib.ModelConfig, corpus, *, batch_size: i
                                        batch_size=batch_size, learning_rate=1e-3)
   graphdef, params, opt_state = train_lib.init_state(config, train_config)
   if per_call == 1:
-    with former_layout():  # traced here, so the reference program keeps the old layout
-      single = jax.jit(train_lib._step_functions(graphdef, train_lib.make_optimizer(train_config)).train,
-                       donate_argnums=(0, 1)).lower(
-          params, opt_state, corpus.batch("train", 0, batch_size=batch_size,
-                                          context=config.context, seed=0),
-          np.float32(1e-3)).compile()
+    single = former_step(config, train_config, params, opt_state,
+                         corpus.batch("train", 0, batch_size=batch_size,
+                                      context=config.context, seed=0))
     lr = np.float32(1e-3)
 
     def call(params, opt_state, first):
@@ -123,13 +120,11 @@ def loss_gap(config: model_lib.ModelConfig, corpus, *, batch_size: int,
   batches = [corpus.batch("train", i, batch_size=batch_size, context=config.context, seed=0)
              for i in range(steps)]
   _, params, opt_state = train_lib.init_state(config, train_config)
-  with former_layout():
-    single = jax.jit(train_lib._step_functions(
-        train_lib._graphdef(config), train_lib.make_optimizer(train_config)).train)
-    reference = []
-    for batch in batches:
-      params, opt_state, loss = single(params, opt_state, batch, np.float32(1e-3))
-      reference.append(float(loss))
+  single = former_step(config, train_config, params, opt_state, batches[0])
+  reference = []
+  for batch in batches:
+    params, opt_state, loss = single(params, opt_state, batch, np.float32(1e-3))
+    reference.append(float(loss))
   _, params, opt_state = train_lib.init_state(config, train_config)
   program = train_lib.compiled_steps(config, train_config).train
   chunk = train_lib.STEPS_PER_CALL
@@ -140,6 +135,18 @@ def loss_gap(config: model_lib.ModelConfig, corpus, *, batch_size: int,
         np.full(chunk, 1e-3, np.float32), np.ones(chunk, bool))
     ours.extend(np.asarray(loss_S).tolist())
   return float(np.max(np.abs(np.asarray(ours) / np.asarray(reference) - 1)))
+
+
+def former_step(config: model_lib.ModelConfig, train_config: train_lib.TrainConfig,
+                params, opt_state, batch_BxL1):
+  """The reference program: one update per call, compiled in :func:`former_layout`
+  (``(params, opt_state, tokens_BxL1, learning_rate) -> (params, opt_state, loss)``;
+  it donates params and optimizer state)."""
+  step = train_lib._step_functions(train_lib._graphdef(config),
+                                   train_lib.make_optimizer(train_config)).train
+  with former_layout():  # traced and compiled here, so the program keeps the old layout
+    return jax.jit(step, donate_argnums=(0, 1)).lower(
+        params, opt_state, batch_BxL1, np.float32(1e-3)).compile()
 
 
 @contextlib.contextmanager
@@ -254,15 +261,16 @@ def main() -> None:
       steps = max(5, int(args.seconds * guess / (batch_size * config.context)))
       reference = trainer_tokens_per_s(config, corpus, batch_size=batch_size, steps=steps,
                                        repeats=args.repeats, per_call=1)
-      modes = [("1, one update per call, former layout", reference),
-               ("1", trainer_tokens_per_s(config, corpus, batch_size=batch_size,
-                                          steps=steps, repeats=args.repeats))]
+      # (processes, whether the former trainer, tokens/s)
+      modes = [("1", True, reference),
+               ("1", False, trainer_tokens_per_s(config, corpus, batch_size=batch_size,
+                                                 steps=steps, repeats=args.repeats))]
       gap = loss_gap(config, corpus, batch_size=batch_size)
       check = f"train losses over {4 * train_lib.STEPS_PER_CALL} steps agree to {gap:.1e} relative"
       print(f"{name}: {check}", file=sys.stderr)
       rows.append(results.comparison(
           "trainer", f"train step, {name}, {train_lib.STEPS_PER_CALL} updates per call",
-          per_token * modes[1][1] / 1e9, "one jitted update per call, former layout (2492a24)",
+          per_token * modes[1][2] / 1e9, "one jitted update per call, former layout (2492a24)",
           per_token * reference / 1e9,
           unit="GFLOP/s", ratio_kind="throughput",
           setting=f"{args.dtype}, batch {batch_size} x context {config.context}, one process;"
@@ -271,24 +279,24 @@ def main() -> None:
         together = f"{args.workers} x 1 thread"
         former = _workers_tokens_per_s(args, name, batch_size, steps // args.workers,
                                        former=True)
-        modes.append((f"{together}, one update per call, former layout", former))
-        modes.append((together, _workers_tokens_per_s(args, name, batch_size,
-                                                      steps // args.workers)))
+        modes.append((together, True, former))
+        modes.append((together, False, _workers_tokens_per_s(args, name, batch_size,
+                                                             steps // args.workers)))
         rows.append(results.comparison(
             "trainer", f"train step, {name}, {together} processes, {train_lib.STEPS_PER_CALL}"
-            " updates per call", per_token * modes[-1][1] / 1e9,
+            " updates per call", per_token * modes[-1][2] / 1e9,
             "one jitted update per call, former layout (2492a24), same processes",
             per_token * former / 1e9, unit="GFLOP/s", ratio_kind="throughput",
             setting=f"{args.dtype}, batch {batch_size} x context {config.context};"
                     f" median of {args.repeats}", check=check, device=results.jax_device()))
-      for processes, rate in modes:
+      for processes, is_former, rate in modes:
         achieved = per_token * rate
+        former_label = ", one update per call, former layout" if is_former else ""
         print(f"| {name} | {n_params:,} | {args.dtype} | {batch_size} x {config.context} |"
-              f" {processes} | {per_token / 1e6:.2f}M | {rate:,.0f} |"
+              f" {processes}{former_label} | {per_token / 1e6:.2f}M | {rate:,.0f} |"
               f" {achieved / 1e9:,.1f} | {achieved / peak:.0%} |", flush=True)
-        together, _, former = processes.partition(", ")
-        label = ("" if together == "1" else f", {together} processes at once") + (
-            f", {'one process, ' if together == '1' else ''}{former}" if former else "")
+        label = (f", {processes} processes at once" if processes != "1"
+                 else ", one process" if is_former else "") + former_label
         rows.append(results.comparison(
             "trainer", f"train step, {name} ({n_params:,} non-emb. params){label}",
             achieved / 1e9, peak_name, peak / 1e9, unit="GFLOP/s",

@@ -96,19 +96,11 @@ def two_layer(d_model: int) -> dict:
 def depth_plan():
   """The demo preset's budgets, seeds and settings on a ladder of two-layer models."""
   from jaxscale.sweep import presets
-  from jaxscale.sweep.plan import Plan, isoflop_plan
 
   d = {width: two_layer(width) for width in TWO_LAYER_HEADS}
   sizes = {3e10: [d[8], d[16], d[24]], 1e11: [d[16], d[24], d[32], d[48]],
            3e11: [d[16], d[24], d[32], d[48], d[64]], 1e12: [d[32], d[48], d[64], d[96]]}
-  common = dict(name="depth", corpus=presets.LAB_CORPUS, eval_tokens=presets.LAB_EVAL_TOKENS,
-                final_eval_tokens=presets.LAB_FINAL_EVAL_TOKENS, num_evals=4,
-                batch_size=presets.LAB_BATCH_SIZE, min_steps=100,
-                learning_rate=presets.lab_learning_rate)
-  plan = isoflop_plan(list(sizes), sizes, **common)
-  seeded = {c: sizes[c] for c in (3e10, 1e11)}
-  extra = isoflop_plan(list(seeded), seeded, seeds=[1], **common)
-  return Plan(name="depth", runs=plan.runs + extra.runs)
+  return presets.lab_isoflop_plan("depth", sizes, {c: sizes[c] for c in (3e10, 1e11)})
 
 
 def probe_depth(out: str) -> None:

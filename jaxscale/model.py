@@ -274,9 +274,7 @@ class MLP(nnx.Module):
                            rngs=rngs)
 
   def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-    # One matrix product each, as in tokenwise.
-    x_TxD = x_BxLxD.reshape(-1, x_BxLxD.shape[-1])
-    return self.down(self.activation(self.up(x_TxD))).reshape(x_BxLxD.shape)
+    return tokenwise(self.down, self.activation(tokenwise(self.up, x_BxLxD)))
 
 
 class Block(nnx.Module):

@@ -95,6 +95,26 @@ def lab_learning_rate(config, steps: int) -> float:
   return rate * LAB_SHORT_RUN_RATE if short or capped else rate
 
 
+def lab_isoflop_plan(name: str, sizes, seeded=None, *, corpus: str = LAB_CORPUS) -> Plan:
+  """IsoFLOP runs in the lab's settings (its evaluation, batch, at least 100 steps,
+  :func:`lab_learning_rate`), the runs of ``seeded`` (same form as ``sizes``) again with
+  seed 1: how the ``quick`` and ``demo`` presets are built.
+
+  ``sizes`` maps each compute budget to the sizes it trains (ladder names or dicts of
+  :class:`~jaxscale.model.ModelConfig` fields).
+  """
+  from jaxscale.sweep.plan import Plan, isoflop_plan
+
+  common = dict(name=name, corpus=corpus, eval_tokens=LAB_EVAL_TOKENS,
+                final_eval_tokens=LAB_FINAL_EVAL_TOKENS, num_evals=4,
+                batch_size=LAB_BATCH_SIZE, min_steps=100, learning_rate=lab_learning_rate)
+  plan = isoflop_plan(list(sizes), sizes, **common)
+  if seeded:
+    extra = isoflop_plan(list(seeded), seeded, seeds=[1], **common)
+    plan = Plan(name=name, runs=plan.runs + extra.runs)
+  return plan
+
+
 def make_plan(preset: str, corpus: str | None = None) -> Plan:
   """A preset plan on the lab language (or ``corpus``).
 
@@ -114,7 +134,7 @@ def make_plan(preset: str, corpus: str | None = None) -> Plan:
     0.1M model already holds nearly all that matters and the sizes tie at 0.97.)
   """
   # Here, not at the top: the plan builders take their defaults from this module.
-  from jaxscale.sweep.plan import Plan, grid_plan, isoflop_plan
+  from jaxscale.sweep.plan import grid_plan
 
   if preset in ("quick", "demo"):
     corpus = corpus or LAB_CORPUS
@@ -132,14 +152,7 @@ def make_plan(preset: str, corpus: str | None = None) -> Plan:
                3e11: ["d16x1", "d32x1", "d32x2", "d48x2", "d64x2"],
                1e12: ["d32x2", "d48x2", "d64x2", "d96x3"]}
       seeded = {c: sizes[c] for c in (3e10, 1e11)}
-    common = dict(name=preset, corpus=corpus, eval_tokens=LAB_EVAL_TOKENS,
-                  final_eval_tokens=LAB_FINAL_EVAL_TOKENS, num_evals=4,
-                  batch_size=LAB_BATCH_SIZE, min_steps=100, learning_rate=lab_learning_rate)
-    plan = isoflop_plan(list(sizes), sizes, **common)
-    if seeded:
-      extra = isoflop_plan(list(seeded), seeded, seeds=[1], **common)
-      plan = Plan(name=preset, runs=plan.runs + extra.runs)
-    return plan
+    return lab_isoflop_plan(preset, sizes, seeded, corpus=corpus)
   if preset == "seed":
     return grid_plan(["d64x2", "d128x4", "d256x4"], [4 * 262_144], name="seed",
                      corpus=corpus or SEED_CORPUS, batch_size=16, eval_tokens=LAB_EVAL_TOKENS,
