@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import jax
@@ -55,6 +56,19 @@ def batch_sharding(devices: Sequence[jax.Device]) -> NamedSharding:
   # top_k; explicit axes would demand sharding annotations inside the fitting code.
   mesh = jax.make_mesh((len(devices),), (BATCH_AXIS,), (jax.sharding.AxisType.Auto,), devices=list(devices))
   return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+
+
+def host_workers(sharding: NamedSharding) -> int:
+  """How many chunks of a batch to run at once: the CPU cores each device of ``sharding`` can have, else 1.
+
+  A CPU device runs one call on one core (the solver's ops are too small for XLA to split),
+  but runs calls from several threads at once; an accelerator queues them on one stream.
+  """
+  devices = sharding.mesh.devices.flat
+  if any(device.platform != "cpu" for device in devices):
+    return 1
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  return max(1, cores // sharding.mesh.devices.size)
 
 
 def pad_rows(array, size: int) -> np.ndarray:

@@ -452,13 +452,13 @@ def result_from_starts(law, states, gradient_norms, runs, *, starts: int, kept: 
   """
   objectives = np.asarray(states.objective, dtype=np.float64)
   best = int(np.nanargmin(np.where(np.isfinite(objectives), objectives, np.inf)))
-  theta = np.asarray(states.theta[best], dtype=np.float64)
+  theta = np.asarray(states.theta, dtype=np.float64)[best]  # index on the host: no device op to dispatch
   fit_params = {n: float(v) for n, v in zip(law.param_names, theta)}
   with precision(dtype):
     natural = {k: float(v) for k, v in law.to_natural({k: jnp.asarray(v) for k, v in fit_params.items()}).items()}
   objective = float(objectives[best])
   gradient_norm = float(gradient_norms[best])
-  steps = int(states.steps[best])
+  steps = int(np.asarray(states.steps)[best])
   converged = bool(math.isfinite(objective) and gradient_norm <= GRADIENT_TOLERANCE[dtype] * (1.0 + abs(objective)))
   reached = int(np.sum(objectives <= objective + SAME_OPTIMUM_RTOL * abs(objective) + SAME_OPTIMUM_ATOL))
   return FitResult(

@@ -31,6 +31,7 @@ References:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -189,13 +190,27 @@ def _converged(gradient_K, objective_K, tolerance: float) -> np.ndarray:
 def _in_chunks(fn, theta0_KxP, ids_K, width: int, sharding):
   """Calls ``fn(theta0, ids)`` on fixed-width chunks (the last padded) so it compiles once.
 
-  Each chunk's batch axis is split over ``sharding``'s devices.
+  Each chunk's batch axis is split over ``sharding``'s devices. On a CPU, chunks also run
+  side by side in :func:`jaxscale.devices.host_workers` threads: one solve keeps one core
+  busy, and XLA runs calls from different threads at once (calls from one thread queue up).
+  Every chunk is the same program on the same inputs whatever runs beside it, so the
+  answer does not depend on the thread count.
   """
-  outputs = []
-  for start in range(0, len(ids_K), width):
+  x64 = bool(jax.config.jax_enable_x64)  # the caller's precision scope is thread-local
+
+  def one(start):
     ids, theta0 = ids_K[start : start + width], theta0_KxP[start : start + width]
-    placed = jax.device_put([devices_lib.pad_rows(theta0, width), devices_lib.pad_rows(ids, width)], sharding)
-    outputs.append([np.asarray(x)[: len(ids)] for x in fn(*placed)])
+    with jax.enable_x64(x64):
+      placed = jax.device_put([devices_lib.pad_rows(theta0, width), devices_lib.pad_rows(ids, width)], sharding)
+      return [np.asarray(x)[: len(ids)] for x in fn(*placed)]
+
+  starts = range(0, len(ids_K), width)
+  workers = min(devices_lib.host_workers(sharding), len(starts))
+  if workers > 1:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      outputs = list(pool.map(one, starts))
+  else:
+    outputs = [one(start) for start in starts]
   return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
@@ -469,7 +484,8 @@ def _to_fit_space(law: laws_lib.Law, natural: Mapping[str, np.ndarray]) -> np.nd
 
 def _to_natural(law: laws_lib.Law, theta_BxP: np.ndarray) -> np.ndarray:
   with fitting.precision("float64"):
-    natural = law.to_natural(law.unflatten(jnp.asarray(theta_BxP, jnp.float64)))
+    # Columns split on the host: slicing a device array costs a dispatched op (and a compile) per parameter.
+    natural = law.to_natural({k: jnp.asarray(v) for k, v in law.unflatten(np.asarray(theta_BxP, np.float64)).items()})
     return np.stack([np.asarray(natural[name], np.float64) for name in law.natural_names], axis=-1)
 
 

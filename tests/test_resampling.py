@@ -105,13 +105,21 @@ def test_json_section_round_trips_through_fit_file(chinchilla_fit, chinchilla_bo
 
 
 @pytest.mark.slow  # compiles the refit at two chunk widths
-def test_same_seed_same_answer_whatever_the_chunk(chinchilla_runs, chinchilla_fit):
+def test_same_seed_same_answer_whatever_the_chunk(chinchilla_runs, chinchilla_fit, monkeypatch):
+  from jaxscale import devices
+
   kwargs = dict(n=40, seed=3, fit=chinchilla_fit)
   first = resampling.bootstrap("chinchilla", chinchilla_runs, chunk=40, **kwargs)
   again = resampling.bootstrap("chinchilla", chinchilla_runs, chunk=40, **kwargs)
   chunked = resampling.bootstrap("chinchilla", chinchilla_runs, chunk=16, **kwargs)
   np.testing.assert_array_equal(first.samples, again.samples)
   np.testing.assert_allclose(first.samples, chunked.samples, rtol=1e-6)
+  # Chunks run side by side in threads on a CPU; one at a time gives the same bits.
+  for workers in (1, 3):
+    monkeypatch.setattr(devices, "host_workers", lambda sharding, workers=workers: workers)
+    alone = resampling.bootstrap("chinchilla", chinchilla_runs, chunk=16, **kwargs)
+    np.testing.assert_array_equal(alone.samples, chunked.samples)
+    np.testing.assert_array_equal(alone.converged, chunked.converged)
   other = resampling.bootstrap("chinchilla", chinchilla_runs, n=40, seed=4, fit=chinchilla_fit, chunk=40)
   assert not np.allclose(first.samples, other.samples)
 
@@ -170,3 +178,12 @@ def test_ci_covers_known_parameters_on_synthetic_runs(chinchilla_runs):
   for name, value in truth.items():
     lo, hi = boot.interval(name, level=0.99)
     assert lo < value < hi, (name, lo, value, hi)
+
+
+def test_chunks_run_on_every_core_a_cpu_device_has():
+  import os
+
+  from jaxscale import devices
+
+  one = devices.batch_sharding(devices.local_devices(1))
+  assert devices.host_workers(one) == len(os.sched_getaffinity(0))
