@@ -207,8 +207,11 @@ def _in_chunks(fn, theta0_KxP, ids_K, width: int, sharding):
   starts = range(0, len(ids_K), width)
   workers = min(devices_lib.host_workers(sharding), len(starts))
   if workers > 1:
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(workers)
+    try:
       outputs = list(pool.map(one, starts))
+    finally:  # on an error or Ctrl-C, the chunks not yet started are dropped, not run
+      pool.shutdown(wait=True, cancel_futures=True)
   else:
     outputs = [one(start) for start in starts]
   return [np.concatenate(parts) for parts in zip(*outputs)]
