@@ -12,12 +12,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxscale import limits
 
 BATCH_AXIS = "batch"
 
@@ -67,8 +68,7 @@ def host_workers(sharding: NamedSharding) -> int:
   devices = sharding.mesh.devices.flat
   if any(device.platform != "cpu" for device in devices):
     return 1
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-  return max(1, cores // sharding.mesh.devices.size)
+  return max(1, len(limits.usable_cores()) // sharding.mesh.devices.size)
 
 
 def pad_rows(array, size: int) -> np.ndarray:

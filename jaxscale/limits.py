@@ -25,6 +25,13 @@ BOOTSTRAP_BYTES_PER_PARAM = 3 * FLOAT_BYTES + 24
 RGBA_BYTES = 4
 
 
+def usable_cores() -> list[int]:
+  """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+  if hasattr(os, "sched_getaffinity"):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
+
+
 class TooBigError(ValueError):
   """A request whose memory estimate exceeds what this machine has; the message gives both."""
 

@@ -118,6 +118,16 @@ def test_quantiles_equal_numpy_with_ties_and_nans(host_sort):
   np.testing.assert_allclose(got, want, rtol=1e-15, equal_nan=True)
 
 
+@pytest.mark.parametrize("distinct", [6, 40])
+def test_host_order_statistics_are_the_sorted_rows_at_the_positions(distinct):
+  # A partition at few positions (split over the cores), a full sort at many: both exact.
+  rng = np.random.default_rng(5)
+  bits = rng.integers(-50, 50, size=(9, 300))  # many ties
+  positions = rng.choice(300, distinct, replace=False)[rng.integers(0, distinct, size=(9, 4))]
+  got = bands._host_order_statistics(bits, positions)
+  np.testing.assert_array_equal(got, np.take_along_axis(np.sort(bits, axis=-1), positions, axis=-1))
+
+
 def test_host_and_xla_sorts_give_identical_bands(boot_fit):
   rng = np.random.default_rng(1)
   inputs = {"N": np.log(10 ** rng.uniform(8, 12, 64)), "D": np.log(10 ** rng.uniform(9, 13, 64))}

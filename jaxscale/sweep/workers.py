@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping
 from typing import Sequence
 
+from jaxscale.limits import usable_cores
 from jaxscale.sweep.plan import Plan, trained_flops
 from jaxscale.sweep.progress import Progress
 from jaxscale.sweep.records import RUNS_COLUMNS, read_csv
@@ -44,13 +45,6 @@ def default_workers() -> int:
   if sys.platform == "win32":
     return 1
   return max(1, min(len(usable_cores()), 8))
-
-
-def usable_cores() -> list[int]:
-  """The CPU cores this process may run on."""
-  if hasattr(os, "sched_getaffinity"):
-    return sorted(os.sched_getaffinity(0))
-  return list(range(os.cpu_count() or 1))
 
 
 def worker_environment(environ: Mapping[str, str], *, accelerator: bool) -> dict[str, str]:
