@@ -65,6 +65,11 @@ def _corrupt_checkpoints(out, how):
   return damaged
 
 
+# Restoring the corrupted checkpoint fails inside Orbax while TensorStore reads are still in
+# flight; their completions, on TensorStore's C++ threads, then call `call_soon_threadsafe` on
+# the asyncio loop Orbax has already closed ("Event loop is closed"), in about half the runs.
+# That race is in the libraries and harmless here (the checkpoint is discarded as it should be).
+@pytest.mark.filterwarnings("ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
 def test_interrupted_sweep_resumes_past_a_torn_row_and_a_corrupted_checkpoint(tmp_path, capsys, monkeypatch):
   config, out = tmp_path / "plan.json", tmp_path / "out"
   _write_config(config, [STEPS * 20, STEPS * 25, STEPS * 30])
