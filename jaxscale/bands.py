@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxscale import fitting, limits
+from jaxscale import devices, fitting, limits
 from jaxscale import laws as laws_lib
 
 DEFAULT_QUANTILES = (0.025, 0.5, 0.975)
@@ -90,11 +89,9 @@ def _host_order_statistics(bits_QxB: np.ndarray, positions_QxJ: np.ndarray) -> n
                 else np.sort(bits, axis=-1))
     return np.take_along_axis(arranged, positions, axis=-1)
 
-  blocks = [block for block in np.array_split(np.arange(bits_QxB.shape[0]), len(limits.usable_cores())) if block.size]
-  if len(blocks) < 2:
-    return rows(slice(None))
-  with concurrent.futures.ThreadPoolExecutor(len(blocks)) as pool:
-    return np.concatenate(list(pool.map(rows, blocks)))
+  cores = len(limits.usable_cores())
+  blocks = [block for block in np.array_split(np.arange(bits_QxB.shape[0]), cores) if block.size]
+  return np.concatenate(devices.side_by_side(rows, blocks, cores)) if blocks else rows(slice(None))
 
 
 def _order_statistics(bits_QxB, positions_QxJ, host):

@@ -11,8 +11,6 @@ Bad input raises ``ValueError`` somewhere below; it reaches the user as one
 from __future__ import annotations
 
 import argparse
-import atexit
-import gc
 import importlib
 import sys
 
@@ -54,34 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-# A collection every this many new container objects instead of Python's 700 (see _tune_collector).
-GC_THRESHOLD = 50_000
-_collector_tuned = False
-
-
-def _tune_collector() -> None:
-  """Fewer passes of Python's cyclic garbage collector in a command's process.
-
-  Importing JAX and pandas and tracing programs leave about a million long-lived objects,
-  which the collector scans again on every full pass, and once more as the process exits.
-  A higher first-generation threshold makes passes rarer (cycles are still collected), and
-  freezing every object at exit lets the final pass skip what the process drops anyway.
-  Together they take about 0.35 s off a 3.3 s ``jaxscale fit --bootstrap 4000`` (2 cores).
-  """
-  global _collector_tuned
-  if _collector_tuned:
-    return
-  _collector_tuned = True
-  gc.set_threshold(max(GC_THRESHOLD, gc.get_threshold()[0]), *gc.get_threshold()[1:])
-  atexit.register(gc.freeze)  # atexit runs before the interpreter's final collection
-
-
 def main(argv: list[str] | None = None) -> int:
   """Runs one command; any error is one ``error: ...`` line on stderr and a non-zero exit code.
 
   ``JAXSCALE_TRACEBACK=1`` shows the traceback of an unexpected error (for bug reports).
   """
-  _tune_collector()
   parser = build_parser()
   args = parser.parse_args(argv)
   if not getattr(args, "func", None):

@@ -1,11 +1,16 @@
 """Errors at the program's edge: every exception a user can provoke becomes one ``error:`` line.
 
+:func:`run_command` also sets up a process that is ours: the compilation cache and the
+garbage collector's pace.
+
 Shared by ``jaxscale`` (:mod:`jaxscale.cli`) and ``python -m jaxscale.sweep`` and its workers,
 which must not import each other.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 import warnings
@@ -25,9 +30,34 @@ def message(error: BaseException) -> str:
   return message
 
 
+# A collection every this many new container objects instead of Python's 700 (see tune_collector).
+GC_THRESHOLD = 50_000
+_collector_tuned = False
+
+
+def tune_collector() -> None:
+  """Fewer passes of Python's cyclic garbage collector in a command's process.
+
+  Importing JAX and pandas and tracing programs leave about a million long-lived objects,
+  which the collector scans again on every full pass, and once more as the process exits.
+  A higher first-generation threshold makes passes rarer (cycles are still collected), and
+  freezing every object at exit lets the final pass skip what the process drops anyway.
+  Together they take about 0.35 s off a 3.3 s ``jaxscale fit --bootstrap 4000`` (2 cores).
+  Set once per process (tests call commands in theirs), by :func:`run_command`, so the
+  command line and the sweep's worker processes both have it.
+  """
+  global _collector_tuned
+  if _collector_tuned:
+    return
+  _collector_tuned = True
+  gc.set_threshold(max(GC_THRESHOLD, gc.get_threshold()[0]), *gc.get_threshold()[1:])
+  atexit.register(gc.freeze)  # atexit runs before the interpreter's final collection
+
+
 def run_command(func, args, *, cache: bool = True) -> int:
   """``func(args)`` with every error a user can provoke turned into one ``error:`` line,
   and every warning into one ``warning:`` line (not Python's file, line and source)."""
+  tune_collector()
   try:
     if cache:
       compilation_cache.enable()

@@ -31,7 +31,6 @@ References:
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -196,24 +195,12 @@ def _in_chunks(fn, theta0_KxP, ids_K, width: int, sharding):
   Every chunk is the same program on the same inputs whatever runs beside it, so the
   answer does not depend on the thread count.
   """
-  x64 = bool(jax.config.jax_enable_x64)  # the caller's precision scope is thread-local
-
   def one(start):
     ids, theta0 = ids_K[start : start + width], theta0_KxP[start : start + width]
-    with jax.enable_x64(x64):
-      placed = jax.device_put([devices_lib.pad_rows(theta0, width), devices_lib.pad_rows(ids, width)], sharding)
-      return [np.asarray(x)[: len(ids)] for x in fn(*placed)]
+    placed = jax.device_put([devices_lib.pad_rows(theta0, width), devices_lib.pad_rows(ids, width)], sharding)
+    return [np.asarray(x)[: len(ids)] for x in fn(*placed)]
 
-  starts = range(0, len(ids_K), width)
-  workers = min(devices_lib.host_workers(sharding), len(starts))
-  if workers > 1:
-    pool = concurrent.futures.ThreadPoolExecutor(workers)
-    try:
-      outputs = list(pool.map(one, starts))
-    finally:  # on an error or Ctrl-C, the chunks not yet started are dropped, not run
-      pool.shutdown(wait=True, cancel_futures=True)
-  else:
-    outputs = [one(start) for start in starts]
+  outputs = devices_lib.side_by_side(one, range(0, len(ids_K), width), devices_lib.host_workers(sharding))
   return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
