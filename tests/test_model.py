@@ -120,6 +120,46 @@ def test_tokenwise_is_the_linear_layer_on_every_token():
   np.testing.assert_allclose(model_lib.tokenwise(linear, x_BxLxD), linear(x_BxLxD),
                              rtol=1e-6, atol=1e-6)
 
+@pytest.mark.parametrize("features_in, features_out", [(24, 6), (6, 24), (8, 8)])
+def test_token_matmul_gradient_is_autodiffs_either_way_round(features_in, features_out):
+  # Its weight gradient is taken as (g^T x)^T when the projection narrows (D > F).
+  x_TxD = jax.random.normal(jax.random.key(2), (40, features_in))
+  kernel_DxF = jax.random.normal(jax.random.key(3), (features_in, features_out))
+  g_TxF = jax.random.normal(jax.random.key(4), (40, features_out))
+  ours = jax.vjp(model_lib.token_matmul, x_TxD, kernel_DxF)[1](g_TxF)
+  reference = jax.vjp(jnp.matmul, x_TxD, kernel_DxF)[1](g_TxF)
+  for ours_grad, reference_grad in zip(ours, reference):
+    np.testing.assert_allclose(ours_grad, reference_grad, rtol=1e-5, atol=1e-5)
+  # Runs trained together vmap the train step: the custom gradient must batch.
+  batched = jax.vmap(lambda x, w: jax.grad(lambda w: (model_lib.token_matmul(x, w) ** 2).sum())(w))
+  expected = jax.vmap(lambda x, w: jax.grad(lambda w: ((x @ w) ** 2).sum())(w))
+  xs, ws = jnp.stack([x_TxD, 2 * x_TxD]), jnp.stack([kernel_DxF, -kernel_DxF])
+  np.testing.assert_allclose(batched(xs, ws), expected(xs, ws), rtol=1e-5, atol=1e-4)
+
+
+def test_rms_norm_and_its_gradient_are_flaxs():
+  norm = nnx.RMSNorm(12, rngs=nnx.Rngs(0))
+  norm.scale[...] = jax.random.normal(jax.random.key(5), (12,))
+  x_BxLxD = 3 * jax.random.normal(jax.random.key(6), (2, 5, 12))
+  g_BxLxD = jax.random.normal(jax.random.key(7), (2, 5, 12))
+  np.testing.assert_allclose(model_lib.normalize(norm, x_BxLxD), norm(x_BxLxD),
+                             rtol=1e-5, atol=1e-6)
+
+  def pullback(apply):
+    graphdef, params = nnx.split(norm)
+    _, vjp = jax.vjp(lambda p, x: apply(nnx.merge(graphdef, p), x), params, x_BxLxD)
+    return vjp(g_BxLxD)
+
+  (ours_params, ours_x), (flax_params, flax_x) = (pullback(model_lib.normalize),
+                                                  pullback(lambda n, x: n(x)))
+  np.testing.assert_allclose(ours_x, flax_x, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours_params["scale"][...], flax_params["scale"][...],
+                             rtol=1e-5, atol=1e-5)
+  # LayerNorm keeps Flax's own path.
+  layer_norm = nnx.LayerNorm(12, rngs=nnx.Rngs(0))
+  np.testing.assert_array_equal(model_lib.normalize(layer_norm, x_BxLxD), layer_norm(x_BxLxD))
+
+
 def test_attention_is_fused_only_for_16_bit_inputs_on_a_gpu():
   expected = "cudnn" if jax.default_backend() == "gpu" else "xla"
   assert model_lib.attention_implementation(jnp.bfloat16, 64) == expected
