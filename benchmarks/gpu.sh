@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks and measurements for issue 4, from the repository root on a machine with
+# GPU checks and measurements for issues 4 and 17, from the repository root on a machine with
 # a GPU and JAX for CUDA:
 #
 #   bash benchmarks/gpu.sh [OUT_DIR] [all|check|mfu|together|sweep]
@@ -8,6 +8,8 @@
 #   mfu       the trainer's bf16 MFU for a ~100M-parameter model (GPT-2 small's shape)
 #   together  K tiny runs vmapped as one program against one at a time
 #   sweep     a 16-run seeds sweep, `--together 1` against the default (16 together)
+#   scale     1e5 bootstrap replicates and 10,000 run sets in one `fit --by` (issue 17),
+#             each checked first (bench_scale.py)
 #
 # Writes its logs and JSON rows (for benchmarks/RESULTS-gpu.md) to OUT_DIR.
 set -euo pipefail
@@ -50,4 +52,7 @@ one, many = (pd.read_csv(f"{sys.argv[1]}/sweep-{k}/runs.csv").set_index("run_id"
              for k in (1, 16))
 print(f"largest relative loss difference: {((many - one).abs() / one).max():.1e}")
 PY
+fi
+if [[ $what == all || $what == scale ]]; then
+  python3 bench_scale.py --json "$out/scale_gpu.json" 2>&1 | tee "$out/scale.txt"
 fi
