@@ -138,26 +138,27 @@ def test_token_matmul_gradient_is_autodiffs_either_way_round(features_in, featur
 
 
 def test_rms_norm_and_its_gradient_are_flaxs():
-  norm = nnx.RMSNorm(12, rngs=nnx.Rngs(0))
-  norm.scale[...] = jax.random.normal(jax.random.key(5), (12,))
+  ours_norm, flax_norm = (cls(12, rngs=nnx.Rngs(0)) for cls in (model_lib.RMSNorm, nnx.RMSNorm))
+  for norm in (ours_norm, flax_norm):
+    norm.scale[...] = jax.random.normal(jax.random.key(5), (12,))
   x_BxLxD = 3 * jax.random.normal(jax.random.key(6), (2, 5, 12))
   g_BxLxD = jax.random.normal(jax.random.key(7), (2, 5, 12))
-  np.testing.assert_allclose(model_lib.normalize(norm, x_BxLxD), norm(x_BxLxD),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ours_norm(x_BxLxD), flax_norm(x_BxLxD), rtol=1e-5, atol=1e-6)
 
-  def pullback(apply):
+  def pullback(norm):
     graphdef, params = nnx.split(norm)
-    _, vjp = jax.vjp(lambda p, x: apply(nnx.merge(graphdef, p), x), params, x_BxLxD)
+    _, vjp = jax.vjp(lambda p, x: nnx.merge(graphdef, p)(x), params, x_BxLxD)
     return vjp(g_BxLxD)
 
-  (ours_params, ours_x), (flax_params, flax_x) = (pullback(model_lib.normalize),
-                                                  pullback(lambda n, x: n(x)))
+  (ours_params, ours_x), (flax_params, flax_x) = pullback(ours_norm), pullback(flax_norm)
   np.testing.assert_allclose(ours_x, flax_x, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(ours_params["scale"][...], flax_params["scale"][...],
                              rtol=1e-5, atol=1e-5)
-  # LayerNorm keeps Flax's own path.
-  layer_norm = nnx.LayerNorm(12, rngs=nnx.Rngs(0))
-  np.testing.assert_array_equal(model_lib.normalize(layer_norm, x_BxLxD), layer_norm(x_BxLxD))
+  # A bfloat16 norm keeps Flax's own path.
+  ours_bf16, flax_bf16 = (cls(12, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+                          for cls in (model_lib.RMSNorm, nnx.RMSNorm))
+  np.testing.assert_array_equal(ours_bf16(x_BxLxD.astype(jnp.bfloat16)),
+                                flax_bf16(x_BxLxD.astype(jnp.bfloat16)))
 
 
 def test_attention_is_fused_only_for_16_bit_inputs_on_a_gpu():
