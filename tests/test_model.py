@@ -154,7 +154,8 @@ def test_rms_norm_and_its_gradient_are_flaxs():
   np.testing.assert_allclose(ours_x, flax_x, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(ours_params["scale"][...], flax_params["scale"][...],
                              rtol=1e-5, atol=1e-5)
-  # A bfloat16 norm keeps Flax's own path.
+  # LayerNorm is Flax's own; a bfloat16 RMSNorm keeps Flax's path.
+  assert type(model_lib._make_norm(_config(norm="layernorm"), nnx.Rngs(0))) is nnx.LayerNorm
   ours_bf16, flax_bf16 = (cls(12, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
                           for cls in (model_lib.RMSNorm, nnx.RMSNorm))
   np.testing.assert_array_equal(ours_bf16(x_BxLxD.astype(jnp.bfloat16)),
