@@ -148,7 +148,8 @@ def main() -> None:
                                str(args.replicates), "--format", "json"], args.repeats)
     print(f"bootstrap, {args.replicates:,} replicates: steady {steady:.2f} s, whole command"
           f" {command:.2f} s", flush=True)
-    for what, seconds in (("steady state", steady), ("`jaxscale fit --bootstrap`, fresh process", command)):
+    for what, seconds in (("steady state", steady),
+                          ("`jaxscale fit --bootstrap`, fresh process", command)):
       rows.append(results.comparison(
           "scale", f"bootstrap, {args.replicates:,} replicates, {what}", seconds, "-", None,
           setting=f"Chinchilla data, 240 runs less 5; median of {args.repeats}",
@@ -168,7 +169,8 @@ def main() -> None:
           f" {command:.2f} s", flush=True)
     rows.append(results.comparison(
         "scale", f"`jaxscale fit --by`, {args.sets:,} run sets, fresh process", command, "-",
-        None, setting=f"{len(frame) // args.sets} runs per set, simulated; median of {args.repeats}",
+        None,
+        setting=f"{len(frame) // args.sets} runs per set, simulated; median of {args.repeats}",
         check=check, device=device))
   except (AssertionError, RuntimeError) as error:
     print(f"error: {error}", file=sys.stderr)

@@ -356,10 +356,14 @@ class RMSNorm(nnx.RMSNorm):
   """
 
   def __call__(self, x, mask=None):
-    if mask is not None or self.dtype != jnp.float32 or x.dtype != jnp.float32:
+    # Flax computes in ``dtype``, or, when it is None, in the promotion of input and scale.
+    scale_D = self.scale[...]
+    dtype = self.dtype or jnp.result_type(x, scale_D)
+    if mask is not None or dtype != jnp.float32:
       return super().__call__(x, mask)
     *lead, D = x.shape
-    return rms_norm(x.reshape(-1, D), self.scale[...], self.epsilon).reshape(*lead, D)
+    return rms_norm(x.reshape(-1, D).astype(dtype), scale_D.astype(dtype),
+                    self.epsilon).reshape(*lead, D)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -120,6 +120,7 @@ def test_tokenwise_is_the_linear_layer_on_every_token():
   np.testing.assert_allclose(model_lib.tokenwise(linear, x_BxLxD), linear(x_BxLxD),
                              rtol=1e-6, atol=1e-6)
 
+
 @pytest.mark.parametrize("features_in, features_out", [(24, 6), (6, 24), (8, 8)])
 def test_token_matmul_gradient_is_autodiffs_either_way_round(features_in, features_out):
   # Its weight gradient is taken as (g^T x)^T when the projection narrows (D > F).
@@ -137,12 +138,16 @@ def test_token_matmul_gradient_is_autodiffs_either_way_round(features_in, featur
   np.testing.assert_allclose(batched(xs, ws), expected(xs, ws), rtol=1e-5, atol=1e-4)
 
 
-def test_rms_norm_and_its_gradient_are_flaxs():
-  ours_norm, flax_norm = (cls(12, rngs=nnx.Rngs(0)) for cls in (model_lib.RMSNorm, nnx.RMSNorm))
+@pytest.mark.parametrize("dtype", [None, jnp.float32])  # the model's; Flax's default
+def test_rms_norm_and_its_gradient_are_flaxs(dtype):
+  ours_norm, flax_norm = (cls(12, dtype=dtype, rngs=nnx.Rngs(0))
+                          for cls in (model_lib.RMSNorm, nnx.RMSNorm))
   for norm in (ours_norm, flax_norm):
     norm.scale[...] = jax.random.normal(jax.random.key(5), (12,))
   x_BxLxD = 3 * jax.random.normal(jax.random.key(6), (2, 5, 12))
   g_BxLxD = jax.random.normal(jax.random.key(7), (2, 5, 12))
+  # A float32 norm takes the written-out gradient, so the comparison below is with Flax.
+  assert "custom_vjp_call" in str(jax.make_jaxpr(ours_norm)(x_BxLxD))
   np.testing.assert_allclose(ours_norm(x_BxLxD), flax_norm(x_BxLxD), rtol=1e-5, atol=1e-6)
 
   def pullback(norm):
